@@ -1,0 +1,511 @@
+"""Options of the ``[libvirt]`` group (and ``[DEFAULT]`` concurrency), Nova-compatible.
+
+Names, types, defaults and bounds match Nova's, so an existing nova.conf keeps
+its meaning; where Nova accepts values that break the migration (a monitor
+interval of 0, a negative bandwidth) migrator sets a bound instead.  The
+options migrator adds (tri-state tunnelling, vetted extra flags, the deprecated
+flag lists that old nova.conf files still carry, the convergence policy) are
+described in their help text.
+
+A compute service calls :func:`register_opts` on its own ``ConfigOpts``;
+``oslo-config-generator --namespace migrator`` uses :func:`list_opts`.
+"""
+
+from __future__ import annotations
+
+from oslo_config import cfg
+
+libvirt_group = cfg.OptGroup(
+    "libvirt",
+    title="Libvirt options",
+    help="Options for live migration of libvirt/KVM guests (Nova-compatible names).",
+)
+
+ENCRYPTED_SCHEMES = ("tls", "ssh", "libssh", "libssh2")
+
+libvirt_opts = [
+    cfg.StrOpt(
+        "virt_type",
+        default="kvm",
+        choices=("kvm", "qemu", "lxc", "parallels"),
+        help="""
+Libvirt domain type of the guests on this host.
+
+migrator live-migrates ``kvm`` and ``qemu`` guests; ``lxc`` and ``parallels``
+are accepted so that an existing nova.conf parses, but a live migration plan
+for them is refused with an error.
+
+Possible values:
+
+* ``kvm``: QEMU with hardware acceleration (the usual case)
+* ``qemu``: QEMU with software emulation (TCG)
+* ``lxc``, ``parallels``: not live-migrated by migrator
+""",
+    ),
+    cfg.StrOpt(
+        "live_migration_scheme",
+        help="""
+URI scheme of the libvirt control connection to the destination.
+
+The control URI is ``qemu+<scheme>://<destination>/system``.  When unset,
+``tcp`` is used.  ``tls``, ``ssh``, ``libssh`` and ``libssh2`` encrypt the
+control channel; with ``live_migration_tunnelled`` unset (auto), choosing one
+of them also tunnels the migration data through libvirtd unless native TLS is
+on, so the data does not travel in the clear beside an encrypted control
+channel.
+
+Possible values:
+
+* unset: ``tcp``
+* a libvirt transport such as ``tcp``, ``tls``, ``ssh``, ``libssh``,
+  ``libssh2`` (letters, digits, ``+``, ``.``, ``-`` only)
+
+Related options:
+
+* ``live_migration_uri``: when set, it wins and this option is ignored
+* ``live_migration_with_native_tls``: set the scheme to ``tls`` with it, or the
+  control channel stays plain TCP (migrator warns)
+* ``live_migration_tunnelled``
+""",
+    ),
+    cfg.HostDomainOpt(
+        "live_migration_inbound_addr",
+        help="""
+IP address or host name on which this host receives live migrations.
+
+Read on the **destination**, which sends it to the source (Nova's
+``migrate_data.target_connect_addr``).  It replaces the host name in the
+control URI and, unless the migration is tunnelled, becomes the data URI
+``tcp://<address>``, so migration traffic can use a separate network.  IPv6
+addresses are bracketed in URIs automatically.
+
+Possible values:
+
+* unset: the destination's host name is used for the control URI and libvirt
+  picks the data address
+* an IPv4 or IPv6 address, or a host name
+
+Related options:
+
+* ``live_migration_tunnelled``: a tunnelled migration sends no data URI
+* ``live_migration_with_native_tls``: the certificate is checked against the
+  destination's host name (``tls.destination``), not this address
+""",
+    ),
+    cfg.StrOpt(
+        "live_migration_uri",
+        deprecated_for_removal=True,
+        deprecated_since="15.0.0",
+        deprecated_reason="""
+live_migration_uri is replaced by live_migration_scheme (the transport) and
+live_migration_inbound_addr (the address).  A full URI template also hides
+credentials in the configuration; use libvirt's own authentication instead.
+""",
+        help="""
+Template of the control URI; ``%s`` is replaced by the destination address.
+
+Example: ``qemu+ssh://%s/system``.  When set, it wins over
+``live_migration_scheme``.  The template must contain exactly one ``%s``.
+Credentials in the template are never logged.
+
+Related options:
+
+* ``live_migration_scheme``, ``live_migration_inbound_addr``: use these instead
+""",
+    ),
+    cfg.BoolOpt(
+        "live_migration_tunnelled",
+        default=None,
+        help="""
+Tunnel the migration data through the libvirt daemons (``VIR_MIGRATE_TUNNELLED``).
+
+A tri-state option:
+
+* unset (auto, the default): tunnel only when the control channel is encrypted
+  (``live_migration_scheme`` or the URI template is tls/ssh) and native TLS is
+  off.  Auto never tunnels with native TLS, for block migration, with
+  parallel connections or with post-copy permitted.
+* ``true``: always tunnel.  Tunnelled data is copied by libvirtd (slower, about
+  2 Gbit/s), cannot carry block migration of disks, and cannot be combined
+  with native TLS, post-copy or parallel connections: those combinations are
+  refused at start-up.
+* ``false``: never tunnel.
+
+Related options:
+
+* ``live_migration_with_native_tls``: the better way to encrypt the data
+* ``live_migration_scheme``, ``live_migration_permit_post_copy``,
+  ``live_migration_parallel_connections``
+""",
+    ),
+    cfg.BoolOpt(
+        "live_migration_with_native_tls",
+        default=False,
+        help="""
+Encrypt the migration data with QEMU's native TLS (``VIR_MIGRATE_TLS``).
+
+Covers memory, device state and the NBD disk copies of block migration.  Every
+host needs a CA and host certificates in ``/etc/pki/qemu``.  When the data goes
+to an inbound address, migrator passes ``tls.destination`` = the destination
+host name so the certificate check matches.
+
+Related options:
+
+* ``live_migration_scheme``: set it to ``tls`` too, or the libvirt control
+  channel stays plain TCP
+* ``live_migration_tunnelled``: ``true`` together with this option is refused
+""",
+    ),
+    cfg.IntOpt(
+        "live_migration_bandwidth",
+        default=0,
+        min=0,
+        help="""
+Maximum bandwidth of a live migration, in MiB/s.
+
+Always passed as the ``bandwidth`` parameter of ``migrateToURI3``.
+
+Possible values:
+
+* 0: the hypervisor decides (no limit with current QEMU)
+* a positive integer: the limit in MiB/s
+""",
+    ),
+    cfg.IntOpt(
+        "live_migration_downtime",
+        default=500,
+        min=100,
+        help="""
+Maximum downtime of the guest at switchover, in milliseconds.
+
+The last value of the downtime ramp (``steps`` policy) and the ceiling the
+``adaptive`` policy never exceeds in pre-copy.
+
+Possible values:
+
+* an integer of at least 100
+
+Related options:
+
+* ``live_migration_downtime_steps``, ``live_migration_downtime_delay``
+""",
+    ),
+    cfg.IntOpt(
+        "live_migration_downtime_steps",
+        default=10,
+        min=3,
+        help="""
+Number of increments of the downtime ramp up to ``live_migration_downtime``.
+
+The ramp has steps+1 values: step 0 is ``downtime / steps`` and is applied as
+soon as the migration runs; the last is exactly ``live_migration_downtime``.
+
+Possible values:
+
+* an integer of at least 3
+
+Related options:
+
+* ``live_migration_downtime``, ``live_migration_downtime_delay``
+""",
+    ),
+    cfg.IntOpt(
+        "live_migration_downtime_delay",
+        default=75,
+        min=3,
+        help="""
+Time between two steps of the downtime ramp, in seconds per GiB of data.
+
+The data size is the guest RAM plus, for block migration, each copied disk,
+each counted as at least 2 GiB.  A 4 GiB guest with the default waits 300 s
+between steps.
+
+Possible values:
+
+* an integer of at least 3
+
+Related options:
+
+* ``live_migration_downtime``, ``live_migration_downtime_steps``
+""",
+    ),
+    cfg.IntOpt(
+        "live_migration_completion_timeout",
+        default=800,
+        min=0,
+        mutable=True,
+        help="""
+Time a live migration may take, in seconds per GiB of data, before
+``live_migration_timeout_action`` is taken.
+
+Scaled like the downtime delay (RAM plus copied disks, each at least 2 GiB):
+the default gives a 4 GiB guest 3200 s.  Read again on every monitor pass, so
+a configuration reload applies to running migrations.  Never applied once a
+migration is in post-copy.
+
+Possible values:
+
+* 0: no timeout
+* a positive integer: seconds per GiB
+
+Related options:
+
+* ``live_migration_timeout_action``
+""",
+    ),
+    cfg.StrOpt(
+        "live_migration_timeout_action",
+        default="abort",
+        choices=(
+            ("abort", "Cancel the migration; the guest keeps running on the source."),
+            (
+                "force_complete",
+                "Switch to post-copy when it is permitted, otherwise pause the guest "
+                "so the copy can finish.",
+            ),
+        ),
+        mutable=True,
+        help="""
+What to do when ``live_migration_completion_timeout`` is reached.
+
+Read again on every monitor pass.
+
+Related options:
+
+* ``live_migration_completion_timeout``, ``live_migration_permit_post_copy``
+""",
+    ),
+    cfg.BoolOpt(
+        "live_migration_permit_post_copy",
+        default=False,
+        help="""
+Permit post-copy migration (``VIR_MIGRATE_POSTCOPY``).
+
+The migration starts in pre-copy; a force-complete (on demand, by the timeout
+action, or by the ``adaptive`` policy on a stall) then switches to post-copy:
+the guest runs on the destination and pulls the remaining memory.  Post-copy
+always completes in bounded time, but a network failure during it pauses the
+guest on the destination (migrator then tries to resume the post-copy).
+
+Dropped for one migration, with the reason in the plan, when the guest is
+paused or has VFIO/mdev or vPMEM devices.  Wins over auto-converge.
+
+Related options:
+
+* ``live_migration_permit_auto_converge``: not used when post-copy is
+* ``live_migration_parallel_connections``: needs QEMU 10.1 with post-copy
+* ``live_migration_tunnelled``: ``true`` together with this option is refused
+""",
+    ),
+    cfg.BoolOpt(
+        "live_migration_permit_auto_converge",
+        default=False,
+        help="""
+Permit auto-converge (``VIR_MIGRATE_AUTO_CONVERGE``): QEMU slows the guest's
+vCPUs when the migration does not converge.
+
+Not used when post-copy is used for the migration (the plan says so with a
+warning); used instead of post-copy for a running guest whose devices forbid
+post-copy.
+
+Related options:
+
+* ``live_migration_permit_post_copy``
+""",
+    ),
+    cfg.IntOpt(
+        "live_migration_parallel_connections",
+        default=1,
+        min=1,
+        help="""
+Number of parallel connections (QEMU multifd) that carry the migration data.
+
+A value above 1 adds ``VIR_MIGRATE_PARALLEL`` and the ``parallel.connections``
+parameter.  Each connection can use a whole CPU core.
+
+Possible values:
+
+* 1: one connection (no ``PARALLEL`` flag)
+* an integer above 1
+
+Related options:
+
+* ``live_migration_permit_post_copy``: together they need QEMU 10.1 or newer
+* ``live_migration_tunnelled``: ``true`` together with this is refused
+""",
+    ),
+    cfg.IntOpt(
+        "live_migration_monitor_interval",
+        default=5,
+        min=1,
+        help="""
+Seconds between two progress reports of a running migration.
+
+Possible values:
+
+* an integer of at least 1
+""",
+    ),
+    cfg.ListOpt(
+        "live_migration_extra_flags",
+        default=[],
+        help="""
+Extra ``VIR_MIGRATE_*`` flags to add to every live migration.
+
+Names may be given with or without the ``VIR_MIGRATE_`` prefix.  Each is
+checked against the host's libvirt version and libvirt's rules at start-up.
+Flags that migrator decides itself (LIVE, PEER2PEER, TUNNELLED, PERSIST_DEST,
+UNDEFINE_SOURCE, PAUSED, NON_SHARED_DISK, NON_SHARED_INC, UNSAFE, OFFLINE,
+POSTCOPY, POSTCOPY_RESUME, TLS, PARALLEL, AUTO_CONVERGE, CHANGE_PROTECTION)
+are refused with the option to use instead.
+
+Possible values:
+
+* ``COMPRESSED``: compress memory pages (xbzrle); not with parallel connections
+* ``ABORT_ON_ERROR``: cancel the migration on a soft I/O error
+* ``ZEROCOPY``: zero-copy send; needs ``live_migration_parallel_connections`` > 1
+* ``NON_SHARED_SYNCHRONOUS_WRITES``: block migration only (left out of other
+  migrations)
+
+Related options:
+
+* ``live_migration_parallel_connections``
+""",
+    ),
+    cfg.ListOpt(
+        "live_migration_flag",
+        deprecated_for_removal=True,
+        deprecated_since="13.0.0",
+        deprecated_reason="""
+Nova replaced the flag lists with dedicated options in Newton.  migrator still
+reads them so old configuration files keep working, and logs exactly what it
+changed and what to write instead.
+""",
+        help="""
+Old comma-separated list of ``VIR_MIGRATE_*`` flags for live migration.
+
+Flags migrator decides itself or that are unsafe are dropped; ``TUNNELLED``
+counts as ``live_migration_tunnelled = true`` while that option is unset; the
+rest are treated like ``live_migration_extra_flags``.
+
+Related options:
+
+* ``live_migration_tunnelled``, ``live_migration_extra_flags``: use these
+""",
+    ),
+    cfg.ListOpt(
+        "block_migration_flag",
+        deprecated_for_removal=True,
+        deprecated_since="13.0.0",
+        deprecated_reason="""
+Nova replaced the flag lists with dedicated options in Newton.  migrator still
+reads them so old configuration files keep working, and logs exactly what it
+changed and what to write instead.
+""",
+        help="""
+Old comma-separated list of ``VIR_MIGRATE_*`` flags for block migration.
+
+Read like ``live_migration_flag``; the flags it keeps apply to block
+migrations only.
+
+Related options:
+
+* ``live_migration_tunnelled``, ``live_migration_extra_flags``: use these
+""",
+    ),
+]
+
+default_opts = [
+    cfg.IntOpt(
+        "max_concurrent_live_migrations",
+        default=1,
+        min=1,
+        help="""
+Number of live migrations this host runs at the same time as a source.
+
+Further migrations wait in a queue (first come, first served) and can be
+cancelled while they wait without touching libvirt.
+
+Possible values:
+
+* an integer of at least 1
+""",
+    ),
+]
+
+ALL_LIBVIRT_OPTS = libvirt_opts
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register migrator's options on ``conf`` (a compute service's own CONF)."""
+    conf.register_group(libvirt_group)
+    conf.register_opts(ALL_LIBVIRT_OPTS, group=libvirt_group)
+    conf.register_opts(default_opts)
+
+
+def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
+    """Options for ``oslo-config-generator --namespace migrator``."""
+    return [("DEFAULT", list(default_opts)), (libvirt_group.name, list(ALL_LIBVIRT_OPTS))]
+
+
+def _fix_hint(opt: cfg.Opt) -> str:
+    """How to write a valid value for ``opt``, for error messages."""
+    typ = opt.type
+    default = "" if opt.default is None else f" (default {opt.default})"
+    choices = getattr(typ, "choices", None)
+    if choices:
+        return f"use one of: {', '.join(str(c) for c in choices)}{default}"
+    if isinstance(typ, cfg.types.Boolean):
+        return "use true or false, or remove the line for the default"
+    if isinstance(typ, cfg.types.Integer):
+        bounds = []
+        if typ.min is not None:
+            bounds.append(f"at least {typ.min}")
+        if typ.max is not None:
+            bounds.append(f"at most {typ.max}")
+        return f"use a whole number{' ' + ' and '.join(bounds) if bounds else ''}{default}"
+    if isinstance(typ, cfg.types.HostDomain):
+        return "use a host name, an IPv4 or an IPv6 address"
+    return "see the option's help in etc/migrator.conf.sample"
+
+
+def _explain(group: str, opt: cfg.Opt, exc: Exception) -> str:
+    text = str(exc)
+    where = ""
+    if "detail='" in text:
+        where = " in " + text.split("detail='", 1)[1].split("'", 1)[0]
+    reason = text.split("is not valid: ", 1)[-1]
+    return f"[{group}] {opt.dest}{where}: {reason}; {_fix_hint(opt)}"
+
+
+def read_values(conf: cfg.ConfigOpts) -> dict[str, object]:
+    """Every ``[libvirt]`` value, or :class:`ConfigError` with one line per bad value.
+
+    oslo.config only validates a value when it is read; reading them all here
+    reports every problem at once instead of the first one mid-migration.
+    """
+    from migrator import exception
+
+    values: dict[str, object] = {}
+    problems: list[str] = []
+    for group, opts in ((conf.libvirt, ALL_LIBVIRT_OPTS), (conf, default_opts)):
+        name = "libvirt" if group is conf.libvirt else "DEFAULT"
+        for opt in opts:
+            try:
+                values[opt.dest] = getattr(group, opt.dest)
+            except (cfg.ConfigFileValueError, ValueError) as exc:
+                problems.append(_explain(name, opt, exc))
+    if problems:
+        raise exception.ConfigError(problems)
+    return values
+
+
+def load(conf: cfg.ConfigOpts):
+    """(flags.Options, virt_type, all values) from a registered, parsed ``conf``.
+
+    Raises :class:`~migrator.exception.ConfigError` listing every bad value.
+    """
+    from migrator import flags
+
+    values = read_values(conf)
+    return flags.Options.from_values(values), str(values["virt_type"]), values

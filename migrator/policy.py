@@ -185,7 +185,8 @@ class StepsPolicy:
       failed, it is retried at most once per ``monitor_interval``;
     * force-complete runs once; if the post-copy switch fails the guest is
       suspended instead; a failed suspend is retried once on the next pass;
-    * no action is emitted together with a pending post-copy switch or abort.
+    * no downtime change while a post-copy switch is pending or together with
+      an abort, and no timeout abort while a force-complete is pending.
 
     A decision not to act (force-complete in post-copy or repeated, retries
     given up, timeout reached in post-copy) is recorded as a :class:`Note`;

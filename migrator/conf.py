@@ -346,6 +346,35 @@ Possible values:
 * an integer of at least 1
 """,
     ),
+    cfg.StrOpt(
+        "live_migration_convergence",
+        default="steps",
+        choices=(
+            (
+                "steps",
+                "Nova's policy: raise the max downtime on a fixed clock "
+                "(live_migration_downtime_delay per GiB) and act at the completion timeout.",
+            ),
+            (
+                "adaptive",
+                "Judge progress at pass boundaries from the job stats: set the downtime the "
+                "next switchover needs, and act at once on a stall (post-copy, auto-converge "
+                "or an early abort that says what would help).",
+            ),
+        ),
+        help="""
+How the monitor steers a running migration to convergence.
+
+Both policies honour the same limits: ``live_migration_downtime`` is the
+ceiling, the completion timeout and its action still apply, and post-copy and
+auto-converge are used only when permitted.
+
+Related options:
+
+* ``live_migration_downtime``, ``live_migration_completion_timeout``,
+  ``live_migration_permit_post_copy``, ``live_migration_permit_auto_converge``
+""",
+    ),
     cfg.ListOpt(
         "live_migration_extra_flags",
         default=[],

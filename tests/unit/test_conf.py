@@ -25,6 +25,7 @@ DEFAULTS = {
     "live_migration_permit_auto_converge": False,
     "live_migration_parallel_connections": 1,
     "live_migration_monitor_interval": 5,
+    "live_migration_convergence": "steps",
     "live_migration_extra_flags": [],
     "live_migration_flag": None,
     "block_migration_flag": None,
@@ -105,6 +106,7 @@ def test_valid_values(make_conf, name, value, expected):
         ("live_migration_inbound_addr", "a b", ["host name"]),
         ("live_migration_downtime", "fast", ["whole number"]),
         ("virt_type", "xen", ["kvm, qemu"]),
+        ("live_migration_convergence", "magic", ["steps, adaptive"]),
     ],
 )
 def test_bad_values_name_option_and_fix(make_conf, name, value, words):

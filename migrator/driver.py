@@ -1,0 +1,500 @@
+"""LiveMigrationDriver: start-up checks, one migration end to end, and its handle.
+
+The driver is the only part of migrator that owns threads and libvirt
+connections.  Per migration it opens two connections of its own to the source
+libvirt: one blocks in ``migrateToURI3``, the other carries the monitor's
+``jobStats`` polls and the control calls (abort, post-copy, suspend, downtime),
+because libvirt 9.0's client can hang when both share one connection.  Both
+are closed when the migration has settled.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from migrator import _libvirt, concurrency, exception, flags, uri
+from migrator import conf as mconf
+from migrator import constants as c
+from migrator.clock import Clock, RealClock
+from migrator.jobstats import data_gb
+from migrator.monitor import CANCELLED, FAILED, Monitor, Outcome, Worker
+from migrator.policy import MonitorSettings, Policy, StepsPolicy, Tunables
+from migrator.progress import Progress, ProgressTracker
+
+LOG = logging.getLogger(__name__)
+
+Callback = Callable[["MigrationOutcome"], Any]
+
+
+@dataclass
+class MigrationOutcome(Outcome):
+    """The :class:`~migrator.monitor.Outcome` plus what the caller passed in."""
+
+    domain: str = ""
+    uuid: str = ""
+    dest: str = ""
+    migrate_data: Any = None
+    plan: flags.Plan | None = None
+    callback_error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = super().to_dict()
+        doc.update(domain=self.domain, dest=self.dest, callback_error=self.callback_error)
+        if self.plan is not None:
+            doc["flags"] = self.plan.flags
+            doc["flag_names"] = self.plan.flag_names
+        return doc
+
+
+@dataclass
+class MigrationRequest:
+    """What the caller knows about one migration (Nova's migrate_data, flattened)."""
+
+    dest: str
+    inbound_addr: str | None = None  # from the destination (pre_live_migration)
+    block_migration: bool = False
+    disks: tuple[str, ...] = ()
+    disk_sizes: tuple[int, ...] = ()  # bytes of each copied disk, for the time budget
+    vfio: bool = False
+    vpmem: bool = False
+    destination_xml: str | None = None
+    persistent_xml: str | None = None
+    migrate_data: Any = None
+
+
+class _Slots:
+    """First-come, first-served slots for ``max_concurrent_live_migrations``."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._busy = 0
+        self._waiting: collections.deque[object] = collections.deque()
+        self._cond = threading.Condition()
+
+    def acquire(self, token: object, cancelled: threading.Event) -> bool:
+        with self._cond:
+            self._waiting.append(token)
+            try:
+                while not cancelled.is_set():
+                    if self._busy < self.size and self._waiting[0] is token:
+                        self._busy += 1
+                        return True
+                    self._cond.wait(0.5)
+                return False
+            finally:
+                self._waiting.remove(token)
+                self._cond.notify_all()
+
+    def release(self) -> None:
+        with self._cond:
+            self._busy -= 1
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiting)
+
+
+class MigrationHandle:
+    """A running (or queued) migration: control it from any thread, wait for it."""
+
+    def __init__(self, name: str, uuid: str, dest: str):
+        self.name = name
+        self.uuid = uuid
+        self.dest = dest
+        self.status = "queued"
+        self.plan: flags.Plan | None = None
+        self.progress: Progress | None = None
+        self.outcome: MigrationOutcome | None = None
+        self._monitor: Monitor | None = None
+        self._cancel_queued = threading.Event()
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._early: list[tuple[str, Future[bool]]] = []
+        self._slots: _Slots | None = None
+
+    def __repr__(self) -> str:
+        return f"<MigrationHandle {self.name} -> {self.dest} {self.status}>"
+
+    def _control(self, kind: str) -> Future[bool]:
+        with self._lock:
+            if self._done.is_set():
+                fut: Future[bool] = Future()
+                fut.set_exception(exception.NoActiveMigration(f"{self.name}: already ended"))
+                return fut
+            if self._monitor is not None:
+                return self._monitor.request(kind)
+            # Not started yet: an abort cancels it in the queue; a force-complete
+            # waits for the monitor, which hands it to the policy.
+            fut = Future()
+            self._early.append((kind, fut))
+            if kind == "abort":
+                self._cancel_queued.set()
+                if self._slots is not None:
+                    self._slots.wake()
+            return fut
+
+    def abort(self) -> Future[bool]:
+        """Cancel the migration; the guest stays on the source.
+
+        Works before the job starts (it is then never started) and during
+        pre-copy; refused in post-copy (the guest already runs on the
+        destination).  The future resolves to True once libvirt accepted the
+        abort, or raises :class:`~migrator.exception.AbortFailed` /
+        :class:`~migrator.exception.NoActiveMigration`.
+        """
+        return self._control("abort")
+
+    def force_complete(self) -> Future[bool]:
+        """Finish now: switch to post-copy when permitted, else pause the guest.
+
+        Runs once; a request before the job runs is kept until it runs.
+        """
+        return self._control("force_complete")
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> MigrationOutcome | None:
+        """The outcome, once settled and the callback has run (None on timeout)."""
+        return self.outcome if self._done.wait(timeout) else None
+
+
+class LiveMigrationDriver:
+    """Live migration for a compute service.
+
+    ``conf`` is the service's ``ConfigOpts`` with :func:`migrator.conf.register_opts`
+    applied; ``connection`` a libvirt ``virConnect`` to the source (its URI is
+    used to open the driver's own connections).
+    """
+
+    def __init__(
+        self,
+        conf: cfg.ConfigOpts,
+        connection: Any,
+        *,
+        clock: Clock | None = None,
+        poll_interval: float = 0.5,
+        abort_timeout: float = 30.0,
+        policy_factory: Callable[[MonitorSettings, flags.Plan], Policy] | None = None,
+        open_connection: Callable[[str], Any] | None = None,
+    ):
+        self.conf = conf
+        self.connection = connection
+        self.clock = clock or RealClock()
+        self.poll_interval = poll_interval
+        self.abort_timeout = abort_timeout
+        self._policy_factory = policy_factory
+        self._open = open_connection
+        self.host: flags.HostFacts | None = None
+        self.options: flags.Options | None = None
+        self.values: dict[str, Any] = {}
+        self.startup_decisions: list[flags.Decision] = []
+        self._slots: _Slots | None = None
+        self._active: dict[str, MigrationHandle] = {}
+        self._active_lock = threading.Lock()
+
+    # -- start-up -----------------------------------------------------------------
+
+    def init_host(self) -> flags.HostFacts:
+        """Read the host's versions and validate the options; fail fast on contradictions.
+
+        Raises :class:`~migrator.exception.ConfigError` (one message per problem).
+        """
+        options, virt_type, values = mconf.load(self.conf)
+        conn = concurrency.blocking(self.connection)
+        host = flags.HostFacts(
+            virt_type,
+            flags.version_from_int(conn.getLibVersion()),
+            flags.version_from_int(conn.getVersion()),
+        )
+        self.startup_decisions = flags.check_options(options, host)
+        for decision in self.startup_decisions:
+            if decision.warning:
+                LOG.warning("%s: %s", decision.item, decision.reason)
+        self.host, self.options, self.values = host, options, values
+        self._slots = _Slots(int(values["max_concurrent_live_migrations"]))
+        return host
+
+    def pre_live_migration(self) -> dict[str, Any]:
+        """On the destination: what the source needs from it (Nova's migrate_data)."""
+        addr = self.conf.libvirt.live_migration_inbound_addr
+        if addr is not None:
+            uri.validate_address(addr, "[libvirt] live_migration_inbound_addr")
+        return {"target_connect_addr": addr}
+
+    def _require_init(self) -> tuple[flags.HostFacts, flags.Options]:
+        if self.host is None or self.options is None:
+            raise exception.MigratorError("call init_host() before migrating")
+        return self.host, self.options
+
+    # -- one migration ------------------------------------------------------------
+
+    def plan(self, domain: Any, request: MigrationRequest) -> flags.Plan:
+        """The migrateToURI3 call this driver would make for ``domain`` now."""
+        host, options = self._require_init()
+        state = concurrency.blocking(domain).state()[0]
+        facts = flags.MigrationFacts(
+            dest=request.dest,
+            inbound_addr=request.inbound_addr,
+            block_migration=request.block_migration,
+            disks=tuple(request.disks),
+            paused=state == c.VIR_DOMAIN_PAUSED,
+            vfio=request.vfio,
+            vpmem=request.vpmem,
+            destination_xml=request.destination_xml,
+            persistent_xml=request.persistent_xml,
+        )
+        return flags.plan(options, host, facts)
+
+    def live_migration(
+        self,
+        domain: Any,
+        dest: str | None = None,
+        *,
+        post_method: Callback,
+        recover_method: Callback,
+        request: MigrationRequest | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        **request_fields: Any,
+    ) -> MigrationHandle:
+        """Start migrating ``domain`` to ``dest``; returns at once with a handle.
+
+        The migration is planned now: a refused plan raises
+        (:class:`~migrator.exception.MigrationRefused`, ``InvalidAddress``,
+        ``ConfigError``) and no callback runs.  Otherwise exactly one of
+        ``post_method`` (completed) or ``recover_method`` (failed, cancelled,
+        timed out) is called with the :class:`MigrationOutcome`, from the
+        migration's thread.  ``request_fields`` are :class:`MigrationRequest`
+        fields (``inbound_addr``, ``block_migration``, ``disks``, ...).
+        """
+        if request is None:
+            if dest is None:
+                raise TypeError("live_migration() needs dest or request")
+            request = MigrationRequest(dest=dest, **request_fields)
+        plan = self.plan(domain, request)
+        dom = concurrency.blocking(domain)
+        handle = MigrationHandle(dom.name(), dom.UUIDString(), request.dest)
+        handle.plan = plan
+        handle._slots = self._slots
+        with self._active_lock:
+            if handle.uuid in self._active:
+                raise exception.MigrationRefused(
+                    f"{handle.name} is already being migrated to {self._active[handle.uuid].dest}"
+                )
+            self._active[handle.uuid] = handle
+        concurrency.spawn(
+            lambda: self._run(handle, dom, request, post_method, recover_method, on_progress),
+            f"migrator-{handle.name}",
+        )
+        return handle
+
+    def active_migrations(self) -> list[MigrationHandle]:
+        with self._active_lock:
+            return list(self._active.values())
+
+    # -- the migration thread -------------------------------------------------------
+
+    def _connect(self, uri_: str) -> Any:
+        opener = self._open or _libvirt.module().open
+        return concurrency.blocking(opener(uri_))
+
+    def _tunables(self) -> Tunables:
+        lv = self.conf.libvirt
+        return Tunables(lv.live_migration_completion_timeout, lv.live_migration_timeout_action)
+
+    def _settings(self, dom: Any, plan: flags.Plan, request: MigrationRequest) -> MonitorSettings:
+        memory = int(dom.info()[1]) * 1024  # maxMem in KiB
+        lv = self.conf.libvirt
+        sizes = request.disk_sizes if plan.has(c.VIR_MIGRATE_NON_SHARED_INC) else ()
+        return MonitorSettings(
+            data_gb=data_gb(memory, list(sizes)),
+            downtime_ms=lv.live_migration_downtime,
+            downtime_steps=lv.live_migration_downtime_steps,
+            downtime_delay=lv.live_migration_downtime_delay,
+            post_copy_enabled=plan.post_copy and not request.vpmem,
+            auto_converge_enabled=plan.auto_converge,
+            monitor_interval=lv.live_migration_monitor_interval,
+        )
+
+    def _make_policy(self, settings: MonitorSettings, plan: flags.Plan) -> Policy:
+        if self._policy_factory is not None:
+            return self._policy_factory(settings, plan)
+        return StepsPolicy(settings)
+
+    def _run(self, handle, dom, request, post_method, recover_method, on_progress) -> None:
+        outcome: MigrationOutcome | None = None
+        conns: list[Any] = []
+        acquired = False
+        try:
+            assert self._slots is not None
+            acquired = self._slots.acquire(handle, handle._cancel_queued)
+            if not acquired:
+                outcome = self._early_outcome(handle, CANCELLED, "cancelled while queued")
+                return
+            handle.status = "preparing"
+            outcome = self._migrate(handle, dom, request, on_progress, conns)
+        except Exception as exc:  # noqa: BLE001 - settled below, the guest untouched
+            LOG.exception("%s: migration could not start", handle.name)
+            outcome = self._early_outcome(handle, FAILED, f"{type(exc).__name__}: {exc}")
+        finally:
+            for conn in conns:
+                try:
+                    conn.close()
+                except Exception:  # noqa: BLE001 - best effort
+                    pass
+            if acquired:
+                self._slots.release()
+            if outcome is not None:
+                outcome.migrate_data = request.migrate_data
+                self._finish(handle, outcome, post_method, recover_method)
+
+    def _early_outcome(self, handle: MigrationHandle, status: str, error: str) -> MigrationOutcome:
+        with handle._lock:
+            early, handle._early = handle._early, []
+        for kind, fut in early:
+            if kind == "abort" and status == CANCELLED:
+                fut.set_result(True)
+            else:
+                fut.set_exception(exception.NoActiveMigration(error))
+        return MigrationOutcome(
+            status=status, mode=None, total_seconds=0.0, downtime_ms=None, passes=0,
+            error=error, domain=handle.name, uuid=handle.uuid, dest=handle.dest,
+            plan=handle.plan,
+        )
+
+    def _migrate(self, handle, dom, request, on_progress, conns) -> MigrationOutcome:
+        plan = self.plan(dom, request)  # facts may have changed while queued
+        handle.plan = plan
+        source_uri = self.connection.getURI()
+        mig_conn = self._connect(source_uri)
+        conns.append(mig_conn)
+        mon_conn = self._connect(source_uri)
+        conns.append(mon_conn)
+        mig_dom = concurrency.blocking(mig_conn.lookupByUUIDString(handle.uuid))
+        mon_dom = concurrency.blocking(mon_conn.lookupByUUIDString(handle.uuid))
+        settings = self._settings(mon_dom, plan, request)
+        policy = self._make_policy(settings, plan)
+        tracker = ProgressTracker(settings.monitor_interval)
+
+        def reconnect() -> Any:
+            conn = self._connect(source_uri)
+            conns.append(conn)
+            return concurrency.blocking(conn.lookupByUUIDString(handle.uuid))
+
+        def progress(p: Progress) -> None:
+            handle.progress = p
+            if on_progress is not None:
+                on_progress(p)
+
+        label = f"[{handle.name} -> {handle.dest}] "
+        LOG.info(
+            "%sstarting: flags %s (%s), uri %s, params %s", label, plan.flags,
+            "|".join(n[len("VIR_MIGRATE_"):] for n in plan.flag_names),
+            uri.mask_credentials(plan.uri), plan.display_params(),
+        )
+        worker = Worker(
+            lambda: mig_dom.migrateToURI3(plan.uri, plan.params, plan.flags),
+            f"migrator-op-{handle.name}",
+        )
+        monitor = Monitor(
+            domain=mon_dom, reconnect=reconnect, worker=worker, policy=policy,
+            clock=self.clock, tunables=self._tunables, progress=tracker, on_progress=progress,
+            poll_interval=self.poll_interval, abort_timeout=self.abort_timeout, label=label,
+        )
+        with handle._lock:
+            handle._monitor = monitor
+            early, handle._early = handle._early, []
+        for kind, fut in early:  # requests made while queued or planning
+            _chain(monitor.request(kind), fut)
+        handle.status = "running"
+        worker.start()
+        result = monitor.run()
+        outcome = MigrationOutcome(
+            **{f: getattr(result, f) for f in Outcome.__dataclass_fields__},
+            domain=handle.name, uuid=handle.uuid, dest=handle.dest, plan=plan,
+        )
+        if outcome.succeeded:
+            outcome.downtime_ms = self._final_downtime(plan, handle.uuid, conns)
+        return outcome
+
+    def _final_downtime(self, plan: flags.Plan, uuid: str, conns: list[Any]) -> int | None:
+        """The actual downtime, from the destination's completed-job stats (best effort)."""
+
+        def read() -> int | None:
+            conn = self._connect(plan.uri)
+            conns.append(conn)
+            stats = conn.lookupByUUIDString(uuid).jobStats(c.VIR_DOMAIN_JOB_STATS_COMPLETED)
+            value = stats.get("downtime") if stats else None
+            return int(value) if value is not None else None
+
+        finished, result = concurrency.call_with_timeout(read, 5.0, "migrator-downtime")
+        if finished and not isinstance(result, BaseException):
+            return result
+        return None
+
+    def _finish(self, handle, outcome: MigrationOutcome, post_method, recover_method) -> None:
+        handle.outcome = outcome
+        handle.status = outcome.status
+        with self._active_lock:
+            self._active.pop(handle.uuid, None)
+        callback = post_method if outcome.succeeded else recover_method
+        try:
+            callback(outcome)
+        except Exception as exc:  # noqa: BLE001 - reported on the outcome and in the log
+            outcome.callback_error = f"{type(exc).__name__}: {exc}"
+            LOG.exception("%s: the %s callback raised", handle.name, callback.__name__
+                          if hasattr(callback, "__name__") else "callback")
+        finally:
+            handle._done.set()
+
+
+def _chain(source: Future[bool], target: Future[bool]) -> None:
+    def copy(f: Future[bool]) -> None:
+        exc = f.exception()
+        if exc is not None:
+            target.set_exception(exc)
+        else:
+            target.set_result(f.result())
+
+    source.add_done_callback(copy)
+
+
+def migrate_and_wait(
+    driver: LiveMigrationDriver,
+    domain: Any,
+    dest: str,
+    timeout: float | None = None,
+    **fields: Any,
+) -> MigrationOutcome:
+    """Run one migration synchronously (for scripts and tests); returns its outcome."""
+    result: list[MigrationOutcome] = []
+    handle = driver.live_migration(
+        domain, dest, post_method=result.append, recover_method=result.append, **fields
+    )
+    outcome = handle.wait(timeout)
+    if outcome is None:
+        raise exception.MigratorError(f"migration of {handle.name} did not end in {timeout} s")
+    return outcome
+
+
+__all__: Sequence[str] = (
+    "LiveMigrationDriver",
+    "MigrationHandle",
+    "MigrationOutcome",
+    "MigrationRequest",
+    "migrate_and_wait",
+)
+_ = field  # dataclass helpers imported for subclasses

@@ -1,0 +1,603 @@
+"""The monitor loop: read the job, ask the policy, execute its actions, settle the outcome.
+
+This is the I/O half of the monitor (the decisions live in
+:mod:`migrator.policy`).  One :class:`Monitor` follows one migration on its
+own libvirt connection (libvirt 9.0's client can hang when a thread calls the
+API on a connection another thread has blocked in ``migrateToURI3``).  Its
+rules for not losing the guest:
+
+* the outcome follows what libvirt did, never what the monitor hoped: a
+  ``migrateToURI3`` error is checked against the domain's state before the
+  migration is called failed (a dropped client connection does not stop a
+  peer-to-peer migration);
+* any error the monitor cannot handle aborts the job first, then is reported;
+* nothing is ever aborted once the job is in post-copy;
+* ``abort()`` and ``force_complete()`` wake the loop at once, at any time,
+  also before the job has started.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from oslo_log import log as logging
+
+from migrator import concurrency, exception
+from migrator import constants as c
+from migrator.clock import Clock
+from migrator.jobstats import JobSample, StatsError, classify_stats_error
+from migrator.policy import Action, ActionKind, Policy, Tunables
+from migrator.progress import Progress, ProgressTracker
+
+LOG = logging.getLogger(__name__)
+
+COMPLETED = "completed"
+CANCELLED = "cancelled"
+TIMED_OUT = "timed_out"
+FAILED = "failed"
+
+MODE_PRE_COPY = "pre-copy"
+MODE_POST_COPY = "post-copy"
+MODE_PAUSED = "paused"
+
+# Consecutive jobStats failures tolerated before the monitor gives up (and aborts).
+MAX_STATS_ERRORS = 5
+# Reconnection attempts for a dropped monitor connection, one per poll.
+MAX_RECONNECTS = 5
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    """An action the loop executed, and how it went."""
+
+    at: float
+    action: str
+    value: int | float | None
+    reason: str
+    ok: bool = True
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Outcome:
+    """How one migration ended, as the caller's callbacks and the CLI see it."""
+
+    status: str  # completed | cancelled | timed_out | failed
+    mode: str | None  # pre-copy | post-copy | paused | None (no switchover)
+    total_seconds: float
+    downtime_ms: int | None
+    passes: int
+    actions: list[ActionRecord] = field(default_factory=list)
+    error: str | None = None
+    error_code: int | None = None
+    monitor_error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    progress: Progress | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == COMPLETED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.status,
+            "mode": self.mode,
+            "total_seconds": round(self.total_seconds, 3),
+            "downtime_ms": self.downtime_ms,
+            "passes": self.passes,
+            "actions": [a.to_dict() for a in self.actions],
+            "error": self.error,
+            "error_code": self.error_code,
+            "monitor_error": self.monitor_error,
+            "notes": list(self.notes),
+        }
+
+
+class Worker:
+    """Runs the blocking ``migrateToURI3`` in its own thread and keeps its result."""
+
+    def __init__(self, call: Callable[[], None], name: str):
+        self._call = call
+        self._name = name
+        self.done = threading.Event()
+        self.started = False
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self.on_done: Callable[[], None] | None = None
+
+    def start(self) -> bool:
+        """Start the call unless it was cancelled first (VDSM's pre-start guard)."""
+        with self._lock:
+            if self._cancelled:
+                self.done.set()
+                return False
+            self.started = True
+        concurrency.spawn(self._run, self._name)
+        return True
+
+    def cancel_before_start(self) -> bool:
+        """Prevent the call if it has not started; True if it was prevented."""
+        with self._lock:
+            if self.started:
+                return False
+            self._cancelled = True
+            return True
+
+    def _run(self) -> None:
+        try:
+            self._call()
+        except BaseException as exc:  # noqa: BLE001 - the monitor settles it
+            self.error = exc
+        finally:
+            self.done.set()
+            if self.on_done:
+                self.on_done()
+
+
+class _Request:
+    __slots__ = ("kind", "future")
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.future: Future[bool] = Future()
+
+
+def _code(exc: BaseException) -> int | None:
+    get = getattr(exc, "get_error_code", None)
+    return get() if callable(get) else None
+
+
+def _message(exc: BaseException) -> str:
+    get = getattr(exc, "get_error_message", None)
+    return (get() if callable(get) else None) or str(exc)
+
+
+class Monitor:
+    """Follows one running migration to its end.
+
+    ``domain`` is the guest on the monitor's own connection; ``reconnect``
+    returns a fresh one (or raises) when that connection drops.
+    """
+
+    def __init__(
+        self,
+        *,
+        domain: Any,
+        reconnect: Callable[[], Any],
+        worker: Worker,
+        policy: Policy,
+        clock: Clock,
+        tunables: Callable[[], Tunables],
+        progress: ProgressTracker,
+        on_progress: Callable[[Progress], None] | None = None,
+        poll_interval: float = 0.5,
+        abort_timeout: float = 30.0,
+        label: str = "",
+    ):
+        self.domain = domain
+        self._reconnect = reconnect
+        self.worker = worker
+        self.policy = policy
+        self.clock = clock
+        self._tunables = tunables
+        self.tracker = progress
+        self._on_progress = on_progress
+        self.poll_interval = poll_interval
+        self.abort_timeout = abort_timeout
+        self.label = label
+        self.wake = threading.Event()
+        self._requests: collections.deque[_Request] = collections.deque()
+        self._lock = threading.Lock()
+        self._finished = False
+        self.actions: list[ActionRecord] = []
+        self.notes: list[str] = []
+        self._start = clock.now()
+        self._use_job_info = False
+        self._stats_errors = 0
+        self._reconnects = 0
+        self._abort_pending: _Request | None = None
+        self._user_abort = False
+        self._timeout_abort = False
+        self._abort_hung = False
+        self._aborted = False  # libvirt accepted an abort: the policy has nothing left to do
+        self._passes = 0
+        self._last_progress: Progress | None = None
+        self._seen_running = False
+        worker.on_done = self.wake.set
+
+    # -- requests from other threads -----------------------------------------
+
+    def request(self, kind: str) -> Future[bool]:
+        """Queue 'abort' or 'force_complete'; the future says what became of it."""
+        req = _Request(kind)
+        with self._lock:
+            if self._finished:
+                req.future.set_exception(
+                    exception.NoActiveMigration(f"the migration has already ended ({kind})")
+                )
+                return req.future
+            self._requests.append(req)
+        self.wake.set()
+        return req.future
+
+    def now(self) -> float:
+        return self.clock.now() - self._start
+
+    # -- the loop -------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        monitor_error: BaseException | None = None
+        try:
+            self._loop()
+        except Exception as exc:  # noqa: BLE001 - settle first, then report
+            monitor_error = exc
+            LOG.error("%sMonitoring failed, aborting the job: %s", self.label, exc)
+            self._abort_job(reason=f"the monitor failed: {exc}", record=True)
+            # The job may still complete in spite of the abort; wait for libvirt's word.
+            while not self.worker.done.is_set():
+                self.clock.wait(self.wake, self.poll_interval)
+                self.wake.clear()
+        outcome = self._settle()
+        if monitor_error is not None:
+            outcome.monitor_error = str(monitor_error)
+            if outcome.error is None:
+                outcome.error = f"monitor error: {monitor_error}"
+        return outcome
+
+    def _loop(self) -> None:
+        while True:
+            self._serve_requests()
+            if self.worker.done.is_set():
+                if self.worker.error is None or not self._job_still_running():
+                    return
+            else:
+                self._poll_once()
+            self._drain_notes()
+            self.clock.wait(self.wake, self.poll_interval)
+            self.wake.clear()
+
+    def _poll_once(self) -> None:
+        sample = self._read_job()
+        if sample is None:
+            return
+        if sample.type == c.VIR_DOMAIN_JOB_UNBOUNDED:
+            self._seen_running = True
+            self._passes = max(self._passes, sample.memory_iteration)
+            if self._abort_pending is not None:
+                self._abort_job(reason=self._abort_reason(), record=False)
+            if self._aborted:
+                return
+            now = self.now()
+            for action in self.policy.on_sample(sample, now, self._tunables()):
+                self._execute(action)
+            progress = self.tracker.update(sample, now)
+            if progress is not None:
+                self._report_progress(progress)
+        elif sample.type not in (
+            c.VIR_DOMAIN_JOB_NONE,
+            c.VIR_DOMAIN_JOB_COMPLETED,
+            c.VIR_DOMAIN_JOB_FAILED,
+            c.VIR_DOMAIN_JOB_CANCELLED,
+        ):
+            LOG.warning("%sUnexpected migration job type %d", self.label, sample.type)
+
+    # -- reading the job -------------------------------------------------------
+
+    def _read_job(self) -> JobSample | None:
+        try:
+            if self._use_job_info:
+                sample = JobSample.from_job_info(self.domain.jobInfo())
+            else:
+                sample = JobSample.from_stats(self.domain.jobStats())
+        except Exception as exc:  # noqa: BLE001 - libvirtError, without importing libvirt
+            return self._stats_error(exc)
+        self._stats_errors = 0
+        return sample
+
+    def _stats_error(self, exc: BaseException) -> None:
+        code = _code(exc)
+        if code is None:
+            raise exc
+        kind = classify_stats_error(code, _message(exc))
+        if kind is StatsError.NO_SUPPORT and not self._use_job_info:
+            LOG.info("%sjobStats is not supported; falling back to jobInfo", self.label)
+            self._use_job_info = True
+            return None
+        if kind in (StatsError.FINISHING, StatsError.NOT_STARTED):
+            self._stats_errors = 0
+            if kind is StatsError.FINISHING:
+                self._check_post_copy_state()
+            return None
+        self._stats_errors += 1
+        LOG.warning(
+            "%sjobStats failed (%d/%d): %s", self.label, self._stats_errors, MAX_STATS_ERRORS,
+            _message(exc),
+        )
+        if self._connection_lost(exc):
+            self._try_reconnect(exc)
+        if self._stats_errors >= MAX_STATS_ERRORS:
+            raise exception.MonitorError(
+                f"jobStats failed {self._stats_errors} times in a row: {_message(exc)}"
+            )
+        return None
+
+    @staticmethod
+    def _connection_lost(exc: BaseException) -> bool:
+        code = _code(exc)
+        text = _message(exc).lower()
+        return code in (c.VIR_ERR_SYSTEM_ERROR, c.VIR_ERR_RPC) or (
+            code == c.VIR_ERR_INTERNAL_ERROR
+            and ("socket is closed" in text or "connection" in text)
+        )
+
+    def _try_reconnect(self, exc: BaseException) -> None:
+        if self._reconnects >= MAX_RECONNECTS:
+            return
+        self._reconnects += 1
+        try:
+            self.domain = self._reconnect()
+        except Exception as again:  # noqa: BLE001
+            LOG.warning("%sReconnecting the monitor failed: %s", self.label, again)
+            return
+        LOG.info("%sMonitor connection re-opened after: %s", self.label, _message(exc))
+        self._stats_errors = 0
+
+    def _check_post_copy_state(self) -> None:
+        """jobStats is refused once the source has stopped: is it post-copy?"""
+        if self.policy.in_post_copy:
+            return
+        try:
+            state, reason = self.domain.state()[:2]
+        except Exception:  # noqa: BLE001 - the domain may be gone: completion
+            return
+        if state == c.VIR_DOMAIN_PAUSED and reason == c.VIR_DOMAIN_PAUSED_POSTCOPY:
+            self.policy.post_copy_started(self.now())
+
+    def _job_still_running(self) -> bool:
+        """After migrateToURI3 raised: does the job go on without the client?"""
+        if self._user_abort or self._timeout_abort:
+            return False
+        try:
+            sample = JobSample.from_stats(self.domain.jobStats())
+        except Exception:  # noqa: BLE001
+            return False
+        return sample.type == c.VIR_DOMAIN_JOB_UNBOUNDED
+
+    # -- executing -------------------------------------------------------------
+
+    def _serve_requests(self) -> None:
+        while True:
+            with self._lock:
+                if not self._requests:
+                    return
+                req = self._requests.popleft()
+            if req.kind == "abort":
+                self._serve_abort(req)
+            else:
+                self._serve_force_complete(req)
+
+    def _serve_force_complete(self, req: _Request) -> None:
+        if self.worker.done.is_set():
+            req.future.set_exception(exception.NoActiveMigration("the migration has ended"))
+            return
+        actions = self.policy.request_force_complete(self.now())
+        for action in actions:
+            self._execute(action)
+        req.future.set_result(bool(actions) or not self._seen_running)
+
+    def _serve_abort(self, req: _Request) -> None:
+        if self.worker.cancel_before_start():
+            self._user_abort = True
+            self._record(ActionKind.ABORT, None, "cancelled before the job started", True)
+            req.future.set_result(True)
+            return
+        if self.worker.done.is_set():
+            req.future.set_exception(exception.NoActiveMigration("the migration has ended"))
+            return
+        if self.policy.in_post_copy:
+            msg = "cannot abort: the migration is in post-copy (the guest runs on the destination)"
+            self._note(msg)
+            req.future.set_exception(exception.AbortFailed(msg))
+            return
+        self._user_abort = True
+        self._abort_pending = req
+        self._abort_job(reason="abort requested", record=True)
+
+    def _abort_reason(self) -> str:
+        return "completion timeout" if self._timeout_abort else "abort requested"
+
+    def _abort_job(self, reason: str, record: bool) -> bool:
+        """abortJob with a watchdog; a 'no job yet' refusal leaves the abort pending."""
+        domain = self.domain
+        finished, result = concurrency.call_with_timeout(
+            domain.abortJob, self.abort_timeout, "migrator-abort"
+        )
+        req = self._abort_pending
+        if not finished:
+            self._abort_hung = True
+            msg = f"abortJob did not return within {self.abort_timeout:g} s"
+            LOG.error("%s%s", self.label, msg)
+            if record:
+                self._record(ActionKind.ABORT, None, reason, False, msg)
+            if req is not None:
+                self._abort_pending = None
+                req.future.set_exception(exception.AbortFailed(msg))
+            return False
+        if isinstance(result, BaseException):
+            text = _message(result)
+            if _code(result) == c.VIR_ERR_OPERATION_INVALID and "no job" in text.lower():
+                # The job is not there yet (or any more): retry on the next running sample.
+                if record:
+                    self._record(ActionKind.ABORT, None, reason + " (job not started yet; "
+                                 "retried when it runs)", True)
+                return False
+            if record:
+                self._record(ActionKind.ABORT, None, reason, False, text)
+            if req is not None:
+                self._abort_pending = None
+                req.future.set_exception(exception.AbortFailed(text))
+            return False
+        self._aborted = True
+        if record:
+            self._record(ActionKind.ABORT, None, reason, True)
+        if req is not None:
+            self._abort_pending = None
+            req.future.set_result(True)
+        return True
+
+    def _execute(self, action: Action) -> None:
+        queue = [action]
+        while queue:
+            act = queue.pop(0)
+            ok, error = self._call(act)
+            self._record(act.kind, act.value, act.reason, ok, error, at=act.at)
+            if act.kind is ActionKind.ABORT and ok and act.timeout:
+                self._timeout_abort = True
+            queue.extend(self.policy.action_result(act, ok, error, self.now()))
+
+    def _call(self, action: Action) -> tuple[bool, str | None]:
+        dom = self.domain
+        try:
+            if action.kind is ActionKind.SET_MAX_DOWNTIME:
+                dom.migrateSetMaxDowntime(int(action.value or 0), 0)
+                self.tracker.max_downtime_ms = int(action.value or 0)
+            elif action.kind is ActionKind.SET_MAX_SPEED:
+                dom.migrateSetMaxSpeed(int(action.value or 0), 0)
+            elif action.kind is ActionKind.START_POST_COPY:
+                dom.migrateStartPostCopy(0)
+            elif action.kind is ActionKind.SUSPEND:
+                dom.suspend()
+            elif action.kind is ActionKind.ABORT:
+                if self.policy.in_post_copy:
+                    return False, "the migration is in post-copy; it is never aborted"
+                if action.timeout:
+                    self._timeout_abort = True
+                ok = self._abort_job(action.reason, record=False)
+                if not ok and self._abort_hung:
+                    return False, f"abortJob did not return within {self.abort_timeout:g} s"
+                if not ok:
+                    self._timeout_abort = False
+                    return False, "abortJob failed"
+            return True, None
+        except Exception as exc:  # noqa: BLE001 - libvirtError: reported to the policy
+            return False, _message(exc)
+
+    def _record(self, kind: ActionKind, value, reason: str, ok: bool, error: str | None = None,
+                at: float | None = None) -> None:
+        rec = ActionRecord(self.now() if at is None else at, str(kind), value, reason, ok, error)
+        self.actions.append(rec)
+        if ok:
+            LOG.info("%s%s%s: %s", self.label, kind, "" if value is None else f" {value}", reason)
+        else:
+            LOG.warning("%s%s failed (%s): %s", self.label, kind, error, reason)
+
+    def _note(self, text: str) -> None:
+        self.notes.append(text)
+        LOG.info("%s%s", self.label, text)
+
+    def _drain_notes(self) -> None:
+        for note in self.policy.pop_notes():
+            self._note(note.text)
+
+    def _report_progress(self, progress: Progress) -> None:
+        self._last_progress = progress
+        LOG.debug("%sprogress %.1f%% (pass %d)", self.label, progress.percent, progress.iteration)
+        if self._on_progress is not None:
+            try:
+                self._on_progress(progress)
+            except Exception as exc:  # noqa: BLE001 - reported, the job goes on
+                self._note(f"progress callback raised {type(exc).__name__}: {exc}")
+                LOG.exception("%sprogress callback failed", self.label)
+
+    # -- settling ----------------------------------------------------------------
+
+    def _settle(self) -> Outcome:
+        with self._lock:
+            self._finished = True
+            pending = list(self._requests)
+            self._requests.clear()
+        for req in pending:
+            req.future.set_exception(exception.NoActiveMigration("the migration has ended"))
+        if self._abort_pending is not None:
+            self._abort_pending.future.set_exception(
+                exception.NoActiveMigration("the migration ended before the abort took effect")
+            )
+        self._drain_notes()
+        err = self.worker.error
+        status, error, code = self._status(err)
+        mode = None
+        if status == COMPLETED:
+            if self.policy.in_post_copy:
+                mode = MODE_POST_COPY
+            elif getattr(self.policy, "guest_suspended", False):
+                mode = MODE_PAUSED
+            else:
+                mode = MODE_PRE_COPY
+        elif getattr(self.policy, "guest_suspended", False):
+            self._resume_guest()
+        progress = self.tracker.final(self.now(), completed=status == COMPLETED)
+        return Outcome(
+            status=status,
+            mode=mode,
+            total_seconds=self.now(),
+            downtime_ms=None,
+            passes=self._passes,
+            actions=list(self.actions),
+            error=error,
+            error_code=code,
+            notes=list(self.notes),
+            progress=progress,
+        )
+
+    def _status(self, err: BaseException | None) -> tuple[str, str | None, int | None]:
+        if err is None:
+            if self.worker.started:
+                return COMPLETED, None, None
+            return CANCELLED, "cancelled before the migration started", None
+        code = _code(err)
+        text = _message(err)
+        if code == c.VIR_ERR_OPERATION_ABORTED or self._user_abort or self._timeout_abort:
+            if self._guest_left_source():
+                return COMPLETED, None, None
+            if self._timeout_abort:
+                return TIMED_OUT, text, code
+            return CANCELLED, text, code
+        if self._guest_left_source():
+            LOG.warning(
+                "%smigrateToURI3 raised (%s) but the guest has left the source: completed",
+                self.label, text,
+            )
+            self._note(f"migrateToURI3 raised after the guest moved: {text}")
+            return COMPLETED, None, None
+        return FAILED, text, code
+
+    def _guest_left_source(self) -> bool:
+        """Did the guest move although the client saw an error?
+
+        With UNDEFINE_SOURCE the source domain disappears only after success; a
+        source domain shut off by migration also means it moved.
+        """
+        try:
+            state, reason = self.domain.state()[:2]
+        except Exception as exc:  # noqa: BLE001
+            return _code(exc) == c.VIR_ERR_NO_DOMAIN
+        return state == c.VIR_DOMAIN_SHUTOFF and reason == c.VIR_DOMAIN_SHUTOFF_MIGRATED
+
+    def _resume_guest(self) -> None:
+        """Force-complete paused the guest and the migration did not finish: resume it."""
+        try:
+            state = self.domain.state()[0]
+            if state == c.VIR_DOMAIN_PAUSED:
+                self.domain.resume()
+                self._note("resumed the guest on the source (it was paused to force completion)")
+        except Exception as exc:  # noqa: BLE001
+            LOG.warning("%scould not resume the guest on the source: %s", self.label, exc)

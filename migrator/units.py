@@ -1,0 +1,55 @@
+"""Sizes and rates as people write them: 8GiB, 512MiB, 400MiB/s, 10Gbit/s."""
+
+from __future__ import annotations
+
+import re
+
+_SIZE = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+    "t": 1000**4, "tb": 1000**4,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+}
+_BITS = {"bit": 1, "kbit": 1000, "mbit": 1000**2, "gbit": 1000**3, "tbit": 1000**4}
+_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*(/s|ps)?\s*$")
+
+
+def _split(text: str, what: str) -> tuple[float, str, bool]:
+    m = _RE.match(text) if len(text) < 64 else None
+    if not m:
+        raise ValueError(f"{text!r} is not a {what} like 8GiB or 400MiB/s")
+    return float(m.group(1)), m.group(2).lower(), bool(m.group(3))
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``text`` ('8GiB', '512MiB', '1.5TB', '4096')."""
+    value, unit, per_second = _split(text, "size")
+    if per_second or unit not in _SIZE:
+        raise ValueError(f"{text!r} is not a size; use B, KiB, MiB, GiB, TiB (or kB, MB, GB)")
+    return int(value * _SIZE[unit])
+
+
+def parse_rate(text: str) -> float:
+    """Bytes per second in ``text`` ('400MiB/s', '10Gbit/s', '1.2GB/s')."""
+    value, unit, _ = _split(text, "rate")
+    if unit in _BITS:
+        return value * _BITS[unit] / 8
+    if unit in _SIZE:
+        return value * _SIZE[unit]
+    raise ValueError(f"{text!r} is not a rate; use e.g. 400MiB/s, 1.2GB/s or 10Gbit/s")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def human_seconds(s: float) -> str:
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        return f"{int(s // 60)}m{int(s % 60):02d}s"
+    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"

@@ -1,0 +1,680 @@
+"""One outgoing migration job as libvirt 9.0 runs it, around the physics.
+
+Phases (virtual time; the lengths of the fixed ones are ``World.timings``)::
+
+    PREPARE    Begin/Prepare, destination QEMU starting   jobStats: {type: 0}
+    SETUP      QEMU 'setup'                               type 2, counters 0
+    TRANSFER   disks, then pre-copy passes                type 2, live counters
+    SWITCHOVER stop-and-copy, source paused               "domain is not running"
+    POSTCOPY   guest runs on the destination              type 2, postcopy requests
+    POSTCOPY_PAUSED  the post-copy stream broke; waits for POSTCOPY_RESUME
+    FINISH     Finish/Confirm                             "domain is not running"
+    CANCELLING abortJob accepted                          type 5
+    DONE
+
+Domain states and lifecycle events follow what real libvirt showed (README
+§3): source SUSPENDED/MIGRATED (+ SUSPENDED/POSTCOPY) then STOPPED/MIGRATED;
+destination STARTED/MIGRATED, DEFINED/ADDED, RESUMED/POSTCOPY,
+RESUMED/MIGRATED.  A broken post-copy leaves the source PAUSED and the
+destination RUNNING, both with reason POSTCOPY_FAILED (libvirt >= 8.5).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from migrator import constants as C
+from migrator.testing import errors as E
+from migrator.testing.errors import ErrorSpec
+from migrator.testing.hypervisor import (
+    AutoConverge,
+    Completed,
+    Happening,
+    Iteration,
+    Phase,
+    Snapshot,
+    Switchover,
+    Transfer,
+)
+from migrator.testing.rules import migrated_disks
+
+if TYPE_CHECKING:
+    from migrator.testing.world import DomainRecord, Host, Waiter, World
+
+MiB = 1024**2
+
+# Local names for libvirt values migrator.constants does not carry.
+VIR_DOMAIN_EVENT_DEFINED_ADDED = 0
+VIR_DOMAIN_EVENT_UNDEFINED_REMOVED = 0
+VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED = 4
+VIR_DOMAIN_PAUSED_MIGRATION = 2
+
+
+class JobPhase(enum.Enum):
+    PREPARE = "prepare"
+    SETUP = "setup"
+    TRANSFER = "transfer"
+    SWITCHOVER = "switchover"
+    POSTCOPY = "postcopy"
+    POSTCOPY_PAUSED = "postcopy-paused"
+    FINISH = "finish"
+    CANCELLING = "cancelling"
+    DONE = "done"
+
+
+_TRANSFER_PHASES = (
+    JobPhase.TRANSFER,
+    JobPhase.SWITCHOVER,
+    JobPhase.POSTCOPY,
+    JobPhase.POSTCOPY_PAUSED,
+)
+_FAILABLE = (
+    JobPhase.PREPARE,
+    JobPhase.SETUP,
+    JobPhase.TRANSFER,
+    JobPhase.SWITCHOVER,
+    JobPhase.POSTCOPY,
+)
+
+
+def _ms(seconds: float) -> int:
+    return int(round(seconds * 1000))
+
+
+class MigrationJob:
+    """An outgoing migration from ``src`` to ``dst``; owned and stepped by the world."""
+
+    def __init__(
+        self,
+        world: World,
+        src_host: Host,
+        rec: DomainRecord,
+        dst_host: Host,
+        flags: int,
+        params: dict[str, Any],
+        waiter: Waiter,
+    ):
+        self.world = world
+        self.src_host = src_host
+        self.rec = rec
+        self.dst_host = dst_host
+        self.flags = flags
+        self.params = params
+        self.waiters: list[Waiter] = [waiter]
+        self.t0 = world.now
+        self.phase = JobPhase.PREPARE
+        self.phase_end = self.t0 + world.timings.prepare
+        self.transfer: Transfer | None = None
+        self.dst: DomainRecord | None = None
+        self._dst_was_defined = False
+        self.dest_name: str = params.get(C.VIR_MIGRATE_PARAM_DEST_NAME) or rec.name
+        # P2P keeps a guest that was paused before the migration paused.
+        self.dest_paused = bool(flags & C.VIR_MIGRATE_PAUSED) or rec.state == C.VIR_DOMAIN_PAUSED
+        self.abort_pending = False
+        self.cancel_error: ErrorSpec | None = None
+        self.saved_downtime_ms = rec.max_downtime_ms
+        bw = params.get(C.VIR_MIGRATE_PARAM_BANDWIDTH) or rec.max_speed_mibps
+        self.bandwidth_mibps: int = bw
+        self.postcopy_mibps: int = (
+            params.get(C.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY) or rec.postcopy_speed_mibps
+        )
+        self.user_paused_at: float | None = None
+        self.migration_paused_at: float | None = None
+        self.switch_time: float | None = None
+        self.end_time: float | None = None
+        self.downtime: float | None = None
+        self.frozen: Snapshot | None = None  # counters shown while cancelling
+        self.postcopy_requested = False
+        self.postcopy_switched = False
+        fault = world.faults.take_migration_fault(rec.name)
+        self.fail_at: float | None = None
+        self.fail_error: ErrorSpec | None = None
+        if fault is not None:
+            self.fail_at = fault.at if fault.at is not None else self.t0 + (fault.after or 0.0)
+            self.fail_error = fault.error
+        self.pc_fault = world.faults.take_postcopy_fault(rec.name)
+        self.pc_fail_at: float | None = None
+        self.restore_at: float | None = None
+        self.disk_bytes = sum(
+            d.size
+            for d in rec.guest.disks
+            if d.target
+            in migrated_disks(flags, params, [(x.target, x.shared) for x in rec.guest.disks])
+        )
+
+    # -- rates ---------------------------------------------------------------------------
+
+    @property
+    def link_rate(self) -> float:
+        return min(self.src_host.link_rate, self.dst_host.link_rate)
+
+    def _bandwidth(self) -> float:
+        return min(self.bandwidth_mibps * MiB, self.link_rate)
+
+    def _postcopy_bandwidth(self) -> float:
+        return self.postcopy_mibps * MiB
+
+    # -- stepping ------------------------------------------------------------------------
+
+    def _deadline(self) -> float:
+        p = self.phase
+        out = math.inf
+        if p in (JobPhase.PREPARE, JobPhase.SETUP, JobPhase.FINISH, JobPhase.CANCELLING):
+            out = self.phase_end
+        if self.fail_at is not None and p in _FAILABLE:
+            out = min(out, self.fail_at)
+        if self.pc_fail_at is not None and p is JobPhase.POSTCOPY:
+            out = min(out, self.pc_fail_at)
+        if self.restore_at is not None:
+            out = min(out, self.restore_at)
+        return out
+
+    def advance(self, t: float) -> None:
+        """Run this job up to virtual time ``t`` (world lock held)."""
+        while self.phase is not JobPhase.DONE:
+            deadline = self._deadline()
+            target = min(deadline, t)
+            if self.transfer is not None and self.phase in _TRANSFER_PHASES:
+                before = self.phase
+                happenings = self.transfer.advance(target)
+                for h in happenings:
+                    self._on_happening(h)
+                if self.phase is not before or (
+                    happenings and isinstance(happenings[-1], Switchover)
+                ):
+                    continue
+            if deadline <= t:
+                self._on_deadline(deadline)
+                continue
+            break
+
+    def _on_deadline(self, now: float) -> None:
+        if self.restore_at is not None and self.restore_at <= now:
+            self.restore_at = None
+            self.world.set_link(self.src_host.name, self.dst_host.name, True)
+            return
+        if self.fail_at is not None and self.fail_at <= now and self.phase in _FAILABLE:
+            self.fail_at = None
+            error = self.fail_error or E.socket_closed()
+            if self.phase is JobPhase.POSTCOPY:
+                self.world.set_link(self.src_host.name, self.dst_host.name, False)
+                self._postcopy_broken(now)
+            else:
+                self._teardown(now, C.VIR_DOMAIN_JOB_FAILED, error)
+            return
+        if (
+            self.pc_fail_at is not None
+            and self.pc_fail_at <= now
+            and self.phase is JobPhase.POSTCOPY
+        ):
+            self.pc_fail_at = None
+            self.world.set_link(self.src_host.name, self.dst_host.name, False)
+            self._postcopy_broken(now)
+            if self.pc_fault is not None and self.pc_fault.restore_after is not None:
+                self.restore_at = now + self.pc_fault.restore_after
+            return
+        if self.phase is JobPhase.PREPARE:
+            self._end_prepare(now)
+        elif self.phase is JobPhase.SETUP:
+            self._end_setup(now)
+        elif self.phase is JobPhase.FINISH:
+            self._succeed(now)
+        elif self.phase is JobPhase.CANCELLING:
+            self._teardown(now, C.VIR_DOMAIN_JOB_CANCELLED, self.cancel_error or E.job_canceled())
+
+    # -- phase transitions ------------------------------------------------------------
+
+    def _end_prepare(self, now: float) -> None:
+        if self.abort_pending:
+            self._teardown(now, C.VIR_DOMAIN_JOB_CANCELLED, E.canceled_before_start())
+            return
+        w, host = self.world, self.dst_host
+        existing = host.domains.get(self.rec.uuid)
+        if existing is not None:  # an inactive definition: the guest lands in it
+            self._dst_was_defined = True
+            dst = existing
+            dst.name = self.dest_name
+            dst.guest = self.rec.guest
+        else:
+            from migrator.testing.world import DomainRecord
+
+            dst = DomainRecord(
+                name=self.dest_name,
+                uuid=self.rec.uuid,
+                guest=self.rec.guest,
+                state=C.VIR_DOMAIN_PAUSED,
+                reason=VIR_DOMAIN_PAUSED_MIGRATION,
+                persistent=False,
+            )
+            host.domains[dst.uuid] = dst
+        dst.state, dst.reason = C.VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_MIGRATION
+        dst.id = host.next_id()
+        dst.incoming = self
+        dst.completed = None
+        self.dst = dst
+        w.lifecycle(host, dst, C.VIR_DOMAIN_EVENT_STARTED, C.VIR_DOMAIN_EVENT_STARTED_MIGRATED)
+        self.phase = JobPhase.SETUP
+        self.phase_end = now + w.timings.setup
+
+    def _end_setup(self, now: float) -> None:
+        w, rec = self.world, self.rec
+        uri = self.params.get(C.VIR_MIGRATE_PARAM_URI)
+        if uri and not self.flags & C.VIR_MIGRATE_TUNNELLED:
+            parts = urlsplit(uri)
+            target = w._find_host(parts.hostname or "") if parts.hostname else None
+            if parts.scheme == "tcp" and target is not self.dst_host:
+                # QEMU cannot reach the data address (unverified wording)
+                port = parts.port or 49152
+                reason = f"Failed to connect to '{parts.hostname}:{port}': Connection refused"
+                self._teardown(now, C.VIR_DOMAIN_JOB_FAILED, E.job_failed(reason))
+                return
+        ac = None
+        if self.flags & C.VIR_MIGRATE_AUTO_CONVERGE:
+            ac = AutoConverge(
+                initial=self.params.get(C.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL, 20),
+                increment=self.params.get(C.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT, 10),
+            )
+        g = rec.guest
+        self.transfer = Transfer(
+            start=now,
+            memory=g.memory,
+            working_set=g.working_set,
+            dirty_rate=g.dirty_rate,
+            bandwidth=self._bandwidth(),
+            link_rate=self.link_rate,
+            downtime_limit=rec.max_downtime_ms / 1000.0,
+            disk_bytes=self.disk_bytes,
+            postcopy_bandwidth=self._postcopy_bandwidth(),
+            auto_converge=ac,
+            sample_seconds=w.timings.dirty_sample,
+            switchover_overhead=w.timings.switchover_overhead,
+        )
+        if self.postcopy_requested:
+            self.transfer.request_postcopy()
+        if rec.state == C.VIR_DOMAIN_PAUSED:
+            self.transfer.set_guest_running(False)
+        elif not self.flags & C.VIR_MIGRATE_LIVE:
+            self._pause_source(now)
+            self.migration_paused_at = now
+        self.phase = JobPhase.TRANSFER
+
+    def _pause_source(self, now: float) -> None:
+        rec = self.rec
+        if rec.state == C.VIR_DOMAIN_RUNNING:
+            rec.state, rec.reason = C.VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_MIGRATION
+            self.world.lifecycle(
+                self.src_host,
+                rec,
+                C.VIR_DOMAIN_EVENT_SUSPENDED,
+                C.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED,
+            )
+        if self.transfer is not None:
+            self.transfer.set_guest_running(False)
+
+    def _on_happening(self, h: Happening) -> None:
+        w = self.world
+        if isinstance(h, Iteration):
+            w.emit(self.src_host, self.rec, C.VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION, h.number)
+        elif isinstance(h, Switchover):
+            self.switch_time = h.time
+            if h.postcopy:
+                self._start_postcopy(h.time)
+            else:
+                self.phase = JobPhase.SWITCHOVER
+                self._pause_source(h.time)
+        elif isinstance(h, Completed):
+            self._transfer_done(h)
+
+    def _start_postcopy(self, now: float) -> None:
+        w, rec, dst = self.world, self.rec, self.dst
+        self.phase = JobPhase.POSTCOPY
+        self.postcopy_switched = True
+        self._pause_source(now)
+        rec.state, rec.reason = C.VIR_DOMAIN_PAUSED, C.VIR_DOMAIN_PAUSED_POSTCOPY
+        w.lifecycle(
+            self.src_host, rec, C.VIR_DOMAIN_EVENT_SUSPENDED, C.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY
+        )
+        if dst is not None:
+            self._define_dest()
+            dst.state, dst.reason = C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_POSTCOPY
+            w.lifecycle(
+                self.dst_host, dst, C.VIR_DOMAIN_EVENT_RESUMED, C.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY
+            )
+        if self.pc_fault is not None:
+            self.pc_fail_at = now + self.pc_fault.after
+
+    def _define_dest(self) -> None:
+        dst = self.dst
+        if dst is not None and self.flags & C.VIR_MIGRATE_PERSIST_DEST and not dst.persistent:
+            dst.persistent = True
+            self.world.lifecycle(
+                self.dst_host, dst, C.VIR_DOMAIN_EVENT_DEFINED, VIR_DOMAIN_EVENT_DEFINED_ADDED
+            )
+
+    def _transfer_done(self, h: Completed) -> None:
+        w, dst = self.world, self.dst
+        if self.phase is JobPhase.POSTCOPY:
+            self.downtime = h.downtime
+            if dst is not None:
+                dst.state, dst.reason = C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_MIGRATED
+                w.lifecycle(
+                    self.dst_host,
+                    dst,
+                    C.VIR_DOMAIN_EVENT_RESUMED,
+                    C.VIR_DOMAIN_EVENT_RESUMED_MIGRATED,
+                )
+        else:
+            paused_since = self.migration_paused_at
+            if self.user_paused_at is not None:
+                paused_since = self.user_paused_at
+            self.downtime = h.downtime if paused_since is None else h.time - paused_since
+            if dst is not None:
+                self._define_dest()
+                if self.dest_paused:
+                    dst.state, dst.reason = C.VIR_DOMAIN_PAUSED, C.VIR_DOMAIN_PAUSED_USER
+                    w.lifecycle(
+                        self.dst_host,
+                        dst,
+                        C.VIR_DOMAIN_EVENT_SUSPENDED,
+                        C.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED,
+                    )
+                else:
+                    dst.state, dst.reason = C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_MIGRATED
+                    w.lifecycle(
+                        self.dst_host,
+                        dst,
+                        C.VIR_DOMAIN_EVENT_RESUMED,
+                        C.VIR_DOMAIN_EVENT_RESUMED_MIGRATED,
+                    )
+        self.phase = JobPhase.FINISH
+        self.phase_end = h.time + w.timings.finish
+
+    def _succeed(self, now: float) -> None:
+        w, rec, dst = self.world, self.rec, self.dst
+        self.end_time = now
+        out_stats = self.completed_stats(C.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT)
+        rec.outgoing = None
+        rec.state, rec.reason, rec.id = C.VIR_DOMAIN_SHUTOFF, C.VIR_DOMAIN_SHUTOFF_MIGRATED, -1
+        rec.completed = out_stats
+        w.lifecycle(
+            self.src_host, rec, C.VIR_DOMAIN_EVENT_STOPPED, C.VIR_DOMAIN_EVENT_STOPPED_MIGRATED
+        )
+        w.emit(self.src_host, rec, C.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED, dict(out_stats))
+        if self.flags & C.VIR_MIGRATE_UNDEFINE_SOURCE or not rec.persistent:
+            self.src_host.domains.pop(rec.uuid, None)
+            if rec.persistent:
+                w.lifecycle(
+                    self.src_host,
+                    rec,
+                    C.VIR_DOMAIN_EVENT_UNDEFINED,
+                    VIR_DOMAIN_EVENT_UNDEFINED_REMOVED,
+                )
+        if dst is not None:
+            dst.incoming = None
+            # After post-copy the destination keeps no completed stats (README §3).
+            dst.completed = (
+                None
+                if self.postcopy_switched
+                else self.completed_stats(C.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN)
+            )
+        self._close(None)
+
+    def _teardown(self, now: float, job_type: int, error: ErrorSpec) -> None:
+        """The job ends without moving the guest: it stays (running) on the source."""
+        w, rec, dst = self.world, self.rec, self.dst
+        self.end_time = now
+        if dst is not None and dst.incoming is self:
+            dst.incoming = None
+            dst.id = -1
+            if self._dst_was_defined:
+                dst.state, dst.reason = C.VIR_DOMAIN_SHUTOFF, C.VIR_DOMAIN_SHUTOFF_UNKNOWN
+            else:
+                self.dst_host.domains.pop(dst.uuid, None)
+            w.lifecycle(
+                self.dst_host, dst, C.VIR_DOMAIN_EVENT_STOPPED, C.VIR_DOMAIN_EVENT_STOPPED_FAILED
+            )
+        if rec.outgoing is self:
+            rec.outgoing = None
+            if rec.state == C.VIR_DOMAIN_PAUSED and rec.reason == VIR_DOMAIN_PAUSED_MIGRATION:
+                rec.state = C.VIR_DOMAIN_RUNNING
+                rec.reason = C.VIR_DOMAIN_RUNNING_MIGRATION_CANCELED
+                w.lifecycle(
+                    self.src_host,
+                    rec,
+                    C.VIR_DOMAIN_EVENT_RESUMED,
+                    C.VIR_DOMAIN_EVENT_RESUMED_MIGRATED,
+                )
+            # libvirt restores the migration parameters it found at the start.
+            rec.max_downtime_ms = self.saved_downtime_ms
+            stats = self.completed_stats(C.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT, job_type)
+            if job_type == C.VIR_DOMAIN_JOB_FAILED:
+                stats["errmsg"] = error.message
+            rec.completed = stats
+        self._close(error)
+
+    def _close(self, error: ErrorSpec | None) -> None:
+        self.phase = JobPhase.DONE
+        if self in self.world.jobs:
+            self.world.jobs.remove(self)
+        waiters, self.waiters = self.waiters, []
+        self.world.post(waiters, error)
+
+    def _postcopy_broken(self, now: float) -> None:
+        w, rec, dst = self.world, self.rec, self.dst
+        self.phase = JobPhase.POSTCOPY_PAUSED
+        if self.transfer is not None:
+            self.transfer.pause_postcopy()
+        rec.state, rec.reason = C.VIR_DOMAIN_PAUSED, C.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED
+        w.lifecycle(
+            self.src_host,
+            rec,
+            C.VIR_DOMAIN_EVENT_SUSPENDED,
+            C.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED,
+        )
+        if dst is not None:
+            dst.state, dst.reason = C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED
+            w.lifecycle(
+                self.dst_host,
+                dst,
+                C.VIR_DOMAIN_EVENT_RESUMED,
+                VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED,
+            )
+        waiters, self.waiters = self.waiters, []
+        w.post(waiters, E.failed_in_postcopy())
+
+    # -- requests from the API (world lock held, at world.now) ------------------------------
+
+    def request_abort(self, now: float) -> None:
+        """abortJob() on the source."""
+        p = self.phase
+        if p is JobPhase.PREPARE:
+            self.abort_pending = True
+        elif p in (JobPhase.SETUP, JobPhase.TRANSFER, JobPhase.SWITCHOVER):
+            in_disk_copy = self.transfer is not None and self.transfer.phase is Phase.DISK
+            self.cancel_error = E.canceled_before_start() if in_disk_copy else E.job_canceled()
+            self.frozen = self.transfer.snapshot() if self.transfer is not None else None
+            self.phase = JobPhase.CANCELLING
+            self.phase_end = now + self.world.timings.abort
+        elif p in (JobPhase.POSTCOPY, JobPhase.POSTCOPY_PAUSED):
+            raise E.abort_in_postcopy().exc()
+        elif p is JobPhase.FINISH:
+            raise E.domain_not_running().exc()
+        # CANCELLING: already on its way out
+
+    def request_postcopy_pause(self, now: float) -> None:
+        """abortJobFlags(VIR_DOMAIN_ABORT_JOB_POSTCOPY): pause post-copy so it can resume."""
+        if self.phase is not JobPhase.POSTCOPY:
+            raise E.abort_postcopy_not_in_postcopy().exc()
+        self._postcopy_broken(now)
+
+    def start_postcopy(self) -> None:
+        """migrateStartPostCopy() on the source."""
+        if self.phase in (JobPhase.POSTCOPY, JobPhase.POSTCOPY_PAUSED):
+            raise E.postcopy_already_started().exc()
+        if self.phase not in (JobPhase.SETUP, JobPhase.TRANSFER):
+            raise E.postcopy_no_job().exc()
+        if not self.flags & C.VIR_MIGRATE_POSTCOPY:
+            raise E.postcopy_not_enabled().exc()
+        self.postcopy_requested = True
+        if self.transfer is not None:  # in setup: switch as soon as pages flow
+            self.transfer.request_postcopy()
+            self.world.flush()
+
+    def resume_postcopy(self, waiter: Waiter) -> None:
+        """migrateToURI3(..., POSTCOPY | POSTCOPY_RESUME) on a broken post-copy."""
+        w, rec, dst = self.world, self.rec, self.dst
+        if not w.link_up(self.src_host, self.dst_host):
+            raise E.connection_refused(self.dst_host.hostname, self.dst_host.port).exc()
+        self.phase = JobPhase.POSTCOPY
+        if self.transfer is not None:
+            self.transfer.resume_postcopy()
+        rec.state, rec.reason = C.VIR_DOMAIN_PAUSED, C.VIR_DOMAIN_PAUSED_POSTCOPY
+        w.lifecycle(
+            self.src_host, rec, C.VIR_DOMAIN_EVENT_SUSPENDED, C.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY
+        )
+        if dst is not None:
+            dst.state, dst.reason = C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_POSTCOPY
+            w.lifecycle(
+                self.dst_host, dst, C.VIR_DOMAIN_EVENT_RESUMED, C.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY
+            )
+        self.waiters.append(waiter)
+
+    def set_max_downtime(self, ms: int) -> None:
+        if self.transfer is not None:
+            self.transfer.set_downtime_limit(ms / 1000.0)
+            self.world.flush()
+
+    def set_max_speed(self, mibps: int, postcopy: bool) -> None:
+        if postcopy:
+            self.postcopy_mibps = mibps
+            if self.transfer is not None:
+                self.transfer.set_postcopy_bandwidth(self._postcopy_bandwidth())
+            return
+        self.bandwidth_mibps = mibps
+        if self.transfer is not None:
+            self.transfer.set_bandwidth(self._bandwidth())
+            self.world.flush()
+
+    def on_guest_paused(self, now: float) -> None:
+        """The user suspended the source guest: it stops dirtying memory."""
+        self.user_paused_at = now
+        if self.transfer is not None:
+            self.transfer.set_guest_running(False)
+
+    def on_guest_resumed(self) -> None:
+        self.user_paused_at = None
+        if self.transfer is not None and self.phase is JobPhase.TRANSFER:
+            self.transfer.set_guest_running(True)
+
+    def on_source_destroyed(self, now: float) -> None:
+        if self.phase in (JobPhase.POSTCOPY, JobPhase.POSTCOPY_PAUSED):
+            if self.phase is JobPhase.POSTCOPY:
+                self._postcopy_broken(now)
+            return
+        self._teardown(now, C.VIR_DOMAIN_JOB_FAILED, E.domain_not_running())
+
+    def on_dest_destroyed(self, now: float) -> None:
+        if self.phase is JobPhase.POSTCOPY:
+            self._postcopy_broken(now)
+        elif self.phase in _FAILABLE:
+            self._teardown(now, C.VIR_DOMAIN_JOB_FAILED, E.socket_closed())
+
+    def detach(self, waiter: Waiter) -> None:
+        if waiter in self.waiters:
+            self.waiters.remove(waiter)
+
+    # -- statistics ----------------------------------------------------------------------
+
+    def stats(self, now: float) -> dict[str, Any]:
+        """jobStats() on the source while the job runs."""
+        p = self.phase
+        if p is JobPhase.PREPARE:
+            return {"type": C.VIR_DOMAIN_JOB_NONE}
+        if p in (JobPhase.SWITCHOVER, JobPhase.FINISH, JobPhase.DONE):
+            raise E.domain_not_running().exc()
+        out: dict[str, Any] = {
+            "type": C.VIR_DOMAIN_JOB_UNBOUNDED,
+            "operation": C.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT,
+            "time_elapsed": _ms(now - self.t0),
+        }
+        snap = self.frozen if p is JobPhase.CANCELLING else None
+        if snap is None and self.transfer is not None and p is not JobPhase.CANCELLING:
+            snap = self.transfer.snapshot()
+        if p is JobPhase.CANCELLING:
+            out["type"] = C.VIR_DOMAIN_JOB_CANCELLED
+        if snap is None:  # setup: everything still 0
+            out.update(dict.fromkeys(_COUNTER_KEYS, 0))
+            return out
+        out["setup_time"] = _ms(self.world.timings.setup)
+        out.update(self._counters(snap))
+        return out
+
+    def _counters(self, snap: Snapshot) -> dict[str, Any]:
+        out = {
+            "downtime": snap.expected_downtime_ms,
+            "data_total": snap.memory_total + snap.disk_total,
+            "data_processed": snap.memory_processed + snap.disk_processed,
+            "data_remaining": snap.memory_remaining + snap.disk_remaining,
+            "memory_total": snap.memory_total,
+            "memory_processed": snap.memory_processed,
+            "memory_remaining": snap.memory_remaining,
+            "memory_constant": 0,
+            "memory_normal": snap.memory_processed // snap.page_size,
+            "memory_normal_bytes": snap.memory_processed,
+            "memory_bps": snap.bps,
+            "memory_dirty_rate": snap.dirty_pages_rate,
+            "memory_page_size": snap.page_size,
+            "memory_iteration": snap.iteration,
+            "memory_postcopy_requests": snap.postcopy_requests,
+            "disk_total": snap.disk_total,
+            "disk_processed": snap.disk_processed,
+            "disk_remaining": snap.disk_remaining,
+        }
+        if self.flags & C.VIR_MIGRATE_AUTO_CONVERGE and snap.throttle > 0:
+            out["auto_converge_throttle"] = snap.throttle
+        return out
+
+    def completed_stats(
+        self, operation: int, job_type: int = C.VIR_DOMAIN_JOB_COMPLETED
+    ) -> dict[str, Any]:
+        """What jobStats(VIR_DOMAIN_JOB_STATS_COMPLETED) returns after the job."""
+        end = self.end_time if self.end_time is not None else self.world.now
+        out: dict[str, Any] = {
+            "type": job_type,
+            "operation": operation,
+            "time_elapsed": _ms(end - self.t0),
+            "time_elapsed_net": _ms(end - self.t0),
+        }
+        snap = self.frozen or (self.transfer.snapshot() if self.transfer is not None else None)
+        if snap is None:
+            return out
+        out["setup_time"] = _ms(self.world.timings.setup)
+        out.update(self._counters(snap))
+        if not out["memory_bps"] and self.transfer is not None:
+            out["memory_bps"] = int(self.transfer.bandwidth)  # the last rate QEMU measured
+        if job_type == C.VIR_DOMAIN_JOB_COMPLETED:
+            out["downtime"] = _ms(self.downtime or 0.0)
+            out["downtime_net"] = out["downtime"]
+        return out
+
+
+_COUNTER_KEYS = (
+    "data_total",
+    "data_processed",
+    "data_remaining",
+    "memory_total",
+    "memory_processed",
+    "memory_remaining",
+    "memory_constant",
+    "memory_normal",
+    "memory_normal_bytes",
+    "memory_dirty_rate",
+    "memory_iteration",
+    "memory_postcopy_requests",
+    "disk_total",
+    "disk_processed",
+    "disk_remaining",
+)

@@ -1,0 +1,542 @@
+"""The simulated data centre behind the fake libvirt: hosts, guests, time, events.
+
+A :class:`World` owns a :class:`~migrator.testing.clock.VirtualClock` and
+every host and domain.  The libvirt-shaped objects in
+:mod:`migrator.testing.fakelibvirt` are thin handles onto it; they take the
+world's lock for each call, so any number of threads may use them.
+
+Build a scenario::
+
+    world = World()                          # its own VirtualClock; now the current world
+    world.add_host("src", link_gbps=10)
+    world.add_host("dst", address="127.0.0.3")
+    world.add_guest("src", "vm1", memory=8 * GiB, working_set=2 * GiB,
+                    dirty_rate=400 * MiB)    # bytes/s, or callable(t), or Piecewise
+    conn = fakelibvirt.open("qemu+tcp://src/system")
+
+Time moves only through the clock (``clock.wait`` / ``advance``); the world is
+registered as a clock listener and steps every running migration
+analytically.  With ``autorun=True`` a blocked ``migrateToURI3`` advances the
+clock itself (for tests that call it directly with nobody else moving time).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid as uuidlib
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
+
+from migrator import constants as C
+from migrator.testing import errors as E
+from migrator.testing.clock import VirtualClock
+from migrator.testing.errors import ErrorSpec
+from migrator.testing.faults import Faults
+from migrator.testing.hypervisor import DirtyRate
+
+if TYPE_CHECKING:
+    from migrator.testing.migration import MigrationJob
+
+KiB = 1024
+MiB = 1024**2
+GiB = 1024**3
+
+Version = tuple[int, int, int]
+
+# migrateGetMaxSpeed's answer when no limit was set (libvirt's
+# QEMU_DOMAIN_MIG_BANDWIDTH_MAX, in MiB/s).
+UNLIMITED_MIBPS = 8796093022207
+DEFAULT_PORTS = {"tcp": 16509, "tls": 16514, "ssh": 22, "libssh": 22, "libssh2": 22}
+
+
+def version_int(v: Version) -> int:
+    """(9, 0, 0) -> 9000000, libvirt's integer encoding."""
+    return v[0] * 1_000_000 + v[1] * 1_000 + v[2]
+
+
+@dataclass(frozen=True)
+class Disk:
+    """A guest block device: ``shared`` storage need not be copied."""
+
+    target: str
+    size: int
+    shared: bool = False
+
+
+@dataclass
+class Guest:
+    """The workload; it travels with the domain from host to host."""
+
+    memory: int
+    working_set: int
+    dirty_rate: DirtyRate = 0.0
+    vcpus: int = 1
+    disks: tuple[Disk, ...] = ()
+
+
+@dataclass
+class DomainRecord:
+    """One domain as one host's libvirtd knows it."""
+
+    name: str
+    uuid: str
+    guest: Guest
+    state: int
+    reason: int
+    persistent: bool
+    id: int = -1
+    max_downtime_ms: int = C.QEMU_DEFAULT_DOWNTIME_MS
+    max_speed_mibps: int = UNLIMITED_MIBPS
+    postcopy_speed_mibps: int = 0
+    outgoing: MigrationJob | None = None
+    incoming: MigrationJob | None = None
+    completed: dict[str, Any] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state not in (C.VIR_DOMAIN_SHUTOFF, C.VIR_DOMAIN_NOSTATE)
+
+    def xml(self) -> str:
+        kib = self.guest.memory // KiB
+        return (
+            f"<domain type='kvm'><name>{self.name}</name><uuid>{self.uuid}</uuid>"
+            f"<memory unit='KiB'>{kib}</memory><currentMemory unit='KiB'>{kib}</currentMemory>"
+            f"<vcpu>{self.guest.vcpus}</vcpu></domain>"
+        )
+
+
+@dataclass
+class Host:
+    """One hypervisor host and its libvirtd."""
+
+    name: str
+    hostname: str
+    address: str | None
+    aliases: frozenset[str]
+    libvirt_version: Version
+    qemu_version: Version
+    link_rate: float  # bytes/s
+    port: int = 16509
+    tls_port: int = 16514
+    uuid: str = ""
+    reachable: bool = True
+    domains: dict[str, DomainRecord] = field(default_factory=dict)
+    _ids: Iterable[int] = field(default_factory=lambda: itertools.count(1))
+
+    def names(self) -> set[str]:
+        out = {self.name.lower(), self.hostname.lower()} | {a.lower() for a in self.aliases}
+        if self.address:
+            out.add(self.address.lower())
+        return out
+
+    def by_name(self, name: str) -> DomainRecord | None:
+        for rec in self.domains.values():
+            if rec.name == name:
+                return rec
+        return None
+
+    def next_id(self) -> int:
+        return next(self._ids)  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Virtual seconds of the fixed parts of a migration (real: ~1.8 s overhead)."""
+
+    prepare: float = 1.0  # Begin/Prepare, destination QEMU start: jobStats says {type: 0}
+    setup: float = 0.1  # QEMU 'setup': type 2, every counter 0
+    finish: float = 0.5  # Finish/Confirm after the switch-over: "domain is not running"
+    abort: float = 1.0  # type 5 (CANCELLED) shows this long before migrateToURI3 raises
+    switchover_overhead: float = 0.0  # added to every downtime (device state, resume)
+    dirty_sample: float = 0.5  # hold time of a sampled dirty-rate callable
+
+
+class Connection(Protocol):
+    """What the world needs from a connection object (fakelibvirt.virConnect)."""
+
+    host: Host
+    alive: bool
+
+    def _deliver(self, event: Event) -> None: ...
+
+    def _closed_by_peer(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Event:
+    host: str
+    uuid: str
+    name: str
+    event_id: int
+    payload: tuple
+
+
+class SimulationStalled(RuntimeError):
+    """A blocked call waited in real time while virtual time stood still."""
+
+
+class Waiter:
+    """One blocked ``migrateToURI3`` call waiting for its job's outcome."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.thread = threading.get_ident()
+        self.done = False
+        self.error: ErrorSpec | None = None
+        self.woke = False
+
+
+class World:
+    """Hosts, guests, the clock and the migrations in flight; see the module docstring."""
+
+    def __init__(
+        self,
+        clock: VirtualClock | None = None,
+        *,
+        autorun: bool = False,
+        autorun_step: float = 0.5,
+        timings: Timings | None = None,
+        client_version: Version = (9, 0, 0),
+        require_event_loop: bool = True,
+        stall_timeout: float = 30.0,
+        make_current: bool = True,
+    ):
+        self.clock = clock or VirtualClock()
+        self.autorun = autorun
+        self.autorun_step = autorun_step
+        self.timings = timings or Timings()
+        self.client_version = client_version
+        self.require_event_loop = require_event_loop
+        self.event_loop_registered = False
+        self.stall_timeout = stall_timeout
+        self.hosts: dict[str, Host] = {}
+        self.local_host: Host | None = None
+        self.faults = Faults(self)
+        self.jobs: list[MigrationJob] = []
+        self.links_down: set[frozenset[str]] = set()
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._dispatch_lock = threading.RLock()
+        self._events: deque[Event] = deque()
+        self._connections: list[Connection] = []
+        self._posted: list[Waiter] = []
+        self._t = self.clock.now()
+        self.clock.add_listener(self.step_to)
+        if make_current:
+            from migrator.testing import fakelibvirt
+
+            fakelibvirt.set_world(self)
+
+    # -- building scenarios ----------------------------------------------------
+
+    def add_host(
+        self,
+        name: str,
+        *,
+        libvirt_version: Version = (9, 0, 0),
+        qemu_version: Version = (7, 2, 0),
+        link_gbps: float = 10.0,
+        hostname: str | None = None,
+        address: str | None = None,
+        aliases: Iterable[str] = (),
+        port: int = 16509,
+        tls_port: int = 16514,
+        local: bool = False,
+    ) -> Host:
+        """Add a host; the first one (or ``local=True``) answers ``qemu:///system``."""
+        if name in self.hosts:
+            raise ValueError(f"host {name!r} already exists")
+        host = Host(
+            name=name,
+            hostname=hostname or name,
+            address=address,
+            aliases=frozenset(aliases),
+            libvirt_version=tuple(libvirt_version),  # type: ignore[arg-type]
+            qemu_version=tuple(qemu_version),  # type: ignore[arg-type]
+            link_rate=link_gbps * 1e9 / 8,
+            port=port,
+            tls_port=tls_port,
+            uuid=str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, "migrator-host-" + name)),
+        )
+        with self._lock:
+            self.hosts[name] = host
+            if local or self.local_host is None:
+                self.local_host = host
+        return host
+
+    def add_guest(
+        self,
+        host: str,
+        name: str,
+        *,
+        memory: int,
+        working_set: int | None = None,
+        dirty_rate: DirtyRate = 0.0,
+        vcpus: int = 1,
+        disks: Mapping[str, int] | Iterable[Disk] = (),
+        state: str = "running",
+        persistent: bool = True,
+        uuid: str | None = None,
+    ) -> DomainRecord:
+        """Define (and by default start) a guest on ``host``.
+
+        ``working_set`` defaults to all of memory; ``dirty_rate`` is bytes/s, a
+        callable of virtual time, or a :class:`~migrator.testing.hypervisor.Piecewise`;
+        ``disks`` maps a target ("vda") to its size, or is a list of :class:`Disk`;
+        ``state`` is "running", "paused" or "shutoff".
+        """
+        h = self.host(host)
+        if isinstance(disks, Mapping):
+            disk_list = tuple(Disk(t, int(s)) for t, s in disks.items())
+        else:
+            disk_list = tuple(disks)
+        guest = Guest(
+            memory=int(memory),
+            working_set=int(memory if working_set is None else working_set),
+            dirty_rate=dirty_rate,
+            vcpus=vcpus,
+            disks=disk_list,
+        )
+        states = {
+            "running": (C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_BOOTED),
+            "paused": (C.VIR_DOMAIN_PAUSED, C.VIR_DOMAIN_PAUSED_USER),
+            "shutoff": (C.VIR_DOMAIN_SHUTOFF, C.VIR_DOMAIN_SHUTOFF_UNKNOWN),
+        }
+        if state not in states:
+            raise ValueError(f"state must be one of {sorted(states)}")
+        if state == "shutoff" and not persistent:
+            raise ValueError("a transient domain cannot be shut off")
+        st, reason = states[state]
+        rec = DomainRecord(
+            name=name,
+            uuid=uuid or str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, f"migrator-guest-{name}")),
+            guest=guest,
+            state=st,
+            reason=reason,
+            persistent=persistent,
+        )
+        with self._lock:
+            if h.by_name(name) is not None or rec.uuid in h.domains:
+                raise ValueError(f"domain {name!r} already exists on {host!r}")
+            if rec.active:
+                rec.id = h.next_id()
+            h.domains[rec.uuid] = rec
+        return rec
+
+    def host(self, name: str) -> Host:
+        try:
+            return self.hosts[name]
+        except KeyError:
+            raise KeyError(f"no host {name!r} in this world") from None
+
+    def domain(self, host: str, name: str) -> DomainRecord | None:
+        """The record of ``name`` on ``host`` (None if it is not there), for assertions."""
+        with self._lock:
+            return self.host(host).by_name(name)
+
+    def at(self, when: float, fn: Callable[[], object]) -> None:
+        """Run ``fn()`` once virtual time reaches ``when`` (scripted scenarios)."""
+        self.clock.call_at(when, fn)
+
+    def after(self, delay: float, fn: Callable[[], object]) -> None:
+        self.clock.call_later(delay, fn)
+
+    def set_link(self, a: str, b: str, up: bool) -> None:
+        """Cut (``up=False``) or restore the network between two hosts."""
+        pair = frozenset((a, b))
+        with self._lock:
+            if up:
+                self.links_down.discard(pair)
+            else:
+                self.links_down.add(pair)
+
+    def link_up(self, a: Host, b: Host) -> bool:
+        return frozenset((a.name, b.name)) not in self.links_down
+
+    # -- time -----------------------------------------------------------------------
+
+    @property
+    def now(self) -> float:
+        return self._t
+
+    def step_to(self, t: float) -> float:
+        """Clock listener: run every migration up to virtual time ``t``."""
+        with self._lock:
+            if t > self._t:
+                for job in list(self.jobs):
+                    job.advance(t)
+                self._t = t
+            posted, self._posted = self._posted, []
+            self._cond.notify_all()
+        self.dispatch()
+        self._settle(posted)
+        return t
+
+    def after_call(self) -> None:
+        """After an API call released the lock: deliver its events, settle woken callers."""
+        with self._lock:
+            posted, self._posted = self._posted, []
+        self.dispatch()
+        if posted:
+            self._settle(posted)
+
+    def flush(self) -> None:
+        """Apply changes made at the current time (a setter may trigger a switch-over)."""
+        for job in list(self.jobs):
+            job.advance(self._t)
+
+    def _settle(self, posted: list[Waiter]) -> None:
+        """Give woken ``migrateToURI3`` callers a moment to return before time moves on.
+
+        Without it, the monitor's next ``clock.wait`` could race ahead of the
+        worker thread that is just returning from a finished migration.
+        """
+        me = threading.get_ident()
+        deadline = time.monotonic() + 2.0
+        for waiter in posted:
+            if waiter.thread == me:
+                continue
+            with self._lock:
+                while not waiter.woke and time.monotonic() < deadline:
+                    self._cond.wait(0.01)
+        if any(w.thread != me for w in posted):
+            time.sleep(0.001)  # let the caller's code after the call run
+
+    # -- events ---------------------------------------------------------------------
+
+    def emit(self, host: Host, rec: DomainRecord, event_id: int, *payload: Any) -> None:
+        """Queue an event; it is delivered once the world lock is released."""
+        self._events.append(Event(host.name, rec.uuid, rec.name, event_id, payload))
+
+    def lifecycle(self, host: Host, rec: DomainRecord, event: int, detail: int) -> None:
+        self.emit(host, rec, C.VIR_DOMAIN_EVENT_ID_LIFECYCLE, event, detail)
+
+    def dispatch(self) -> None:
+        """Deliver queued events, in order, to the connections of the event's host."""
+        if not self._events:
+            return
+        with self._dispatch_lock:
+            while True:
+                with self._lock:
+                    if not self._events:
+                        return
+                    ev = self._events.popleft()
+                    conns = [c for c in self._connections if c.host.name == ev.host and c.alive]
+                for conn in conns:
+                    conn._deliver(ev)
+
+    # -- connections -------------------------------------------------------------
+
+    def resolve(self, uri: str | None, readonly: bool = False) -> Host:
+        """The host a client URI names, or raise libvirt's connection error."""
+        if not uri:
+            if self.local_host is None:
+                raise E.connection_refused("localhost", 16509).exc()
+            return self.local_host
+        parts = urlsplit(uri)
+        server = parts.hostname
+        if not server:
+            if self.local_host is None:
+                raise E.connection_refused("localhost", 16509).exc()
+            return self.local_host
+        transport = parts.scheme.partition("+")[2] or "tls"
+        host = self._find_host(server)
+        expected = None
+        if host is not None:
+            expected = {"tcp": host.port, "tls": host.tls_port}.get(transport)
+        port = parts.port or (expected if expected else DEFAULT_PORTS.get(transport, 16509))
+        if host is None or not host.reachable or (expected is not None and port != expected):
+            raise E.connection_refused(server, port).exc()
+        return host
+
+    def _find_host(self, server: str) -> Host | None:
+        key = server.lower().strip("[]")
+        for host in self.hosts.values():
+            if key in host.names():
+                return host
+        return None
+
+    def add_connection(self, conn: Connection) -> None:
+        with self._lock:
+            self._connections.append(conn)
+
+    def remove_connection(self, conn: Connection) -> None:
+        with self._lock:
+            if conn in self._connections:
+                self._connections.remove(conn)
+            self._cond.notify_all()
+
+    def connections(self, host: str | None = None) -> list[Connection]:
+        with self._lock:
+            return [c for c in self._connections if host is None or c.host.name == host]
+
+    def drop(self, conn: Connection) -> None:
+        """The client socket of ``conn`` closes: calls fail, blocked callers wake."""
+        with self._lock:
+            conn._closed_by_peer()
+            self._cond.notify_all()
+
+    def shutdown(self) -> None:
+        """End every job and wake every blocked caller (test clean-up).
+
+        Blocked ``migrateToURI3`` calls raise "client socket is closed"; no
+        thread is left waiting on a world nobody will advance again.
+        """
+        with self._lock:
+            for job in list(self.jobs):
+                waiters, job.waiters = job.waiters, []
+                self.post(waiters, E.socket_closed())
+            self.jobs.clear()
+            self._cond.notify_all()
+
+    # -- blocking callers ---------------------------------------------------------------
+
+    def post(self, waiters: Iterable[Waiter], error: ErrorSpec | None) -> None:
+        """Give blocked callers their outcome (None: success)."""
+        for waiter in waiters:
+            if waiter.done:
+                continue
+            waiter.done = True
+            waiter.error = error
+            self._posted.append(waiter)
+        self._cond.notify_all()
+
+    def wait_for(self, waiter: Waiter) -> None:
+        """Block the calling thread until ``waiter`` has an outcome; raise its error.
+
+        Called without the world lock held.  In autorun mode the caller moves
+        the clock itself; otherwise another thread must (the monitor).
+        """
+        last_t, last_real = self.clock.now(), time.monotonic()
+        while True:
+            with self._lock:
+                if waiter.done or not waiter.conn.alive:
+                    waiter.woke = True
+                    self._cond.notify_all()
+                    break
+                if not (self.autorun or self.clock.is_advancing_thread()):
+                    self._cond.wait(0.05)
+                    if waiter.done or not waiter.conn.alive:
+                        continue
+                    now = self.clock.now()
+                    if now != last_t:
+                        last_t, last_real = now, time.monotonic()
+                    elif time.monotonic() - last_real > self.stall_timeout:
+                        raise SimulationStalled(
+                            "fake libvirt: a blocked call waited "
+                            f"{self.stall_timeout:.0f} s (real) but virtual time did not "
+                            "move; use World(autorun=True) or advance the clock from "
+                            "another thread"
+                        )
+                    continue
+            self.clock.advance(self.autorun_step)
+        self.dispatch()
+        if not waiter.done:
+            raise E.socket_closed().exc()
+        if waiter.error is not None:
+            raise waiter.error.exc()

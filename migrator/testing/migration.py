@@ -582,10 +582,6 @@ class MigrationJob:
         elif self.phase in _FAILABLE:
             self._teardown(now, C.VIR_DOMAIN_JOB_FAILED, E.socket_closed())
 
-    def detach(self, waiter: Waiter) -> None:
-        if waiter in self.waiters:
-            self.waiters.remove(waiter)
-
     # -- statistics ----------------------------------------------------------------------
 
     def stats(self, now: float) -> dict[str, Any]:

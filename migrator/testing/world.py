@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from migrator import constants as C
 from migrator.testing import errors as E
-from migrator.testing.clock import VirtualClock
+from migrator.testing.clock import VirtualClock, cooperate
 from migrator.testing.errors import ErrorSpec
 from migrator.testing.faults import Faults
 from migrator.testing.hypervisor import DirtyRate
@@ -479,7 +479,12 @@ class World:
         """The client socket of ``conn`` closes: calls fail, blocked callers wake."""
         with self._lock:
             conn._closed_by_peer()
-            self._cond.notify_all()
+            for job in self.jobs:
+                mine = [w for w in job.waiters if w.conn is conn]
+                for waiter in mine:
+                    job.waiters.remove(waiter)
+                self.post(mine, E.socket_closed())
+        self.after_call()
 
     def shutdown(self) -> None:
         """End every job and wake every blocked caller (test clean-up).
@@ -515,13 +520,13 @@ class World:
         last_t, last_real = self.clock.now(), time.monotonic()
         while True:
             with self._lock:
-                if waiter.done or not waiter.conn.alive:
+                if waiter.done:
                     waiter.woke = True
                     self._cond.notify_all()
                     break
                 if not (self.autorun or self.clock.is_advancing_thread()):
                     self._cond.wait(0.05)
-                    if waiter.done or not waiter.conn.alive:
+                    if waiter.done:
                         continue
                     now = self.clock.now()
                     if now != last_t:
@@ -534,9 +539,8 @@ class World:
                             "another thread"
                         )
                     continue
+            cooperate()
             self.clock.advance(self.autorun_step)
         self.dispatch()
-        if not waiter.done:
-            raise E.socket_closed().exc()
         if waiter.error is not None:
             raise waiter.error.exc()

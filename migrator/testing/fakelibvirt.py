@@ -152,7 +152,7 @@ def _open(uri: str | None, readonly: bool) -> virConnect:
     world = get_world()
     world.faults.before_call("open", None, None)
     with world._lock:
-        host = world.resolve(uri, readonly)
+        host = world.resolve(uri)
     return virConnect(world, host, uri or "qemu:///system", readonly)
 
 
@@ -662,7 +662,10 @@ class virDomain:  # noqa: N801 - libvirt's name
             if rec.outgoing is not None:
                 rec.outgoing.on_source_destroyed(world.now)
             if rec.incoming is not None:
-                rec.incoming.on_dest_destroyed(world.now)
+                job = rec.incoming
+                job.on_dest_destroyed(world.now)
+                if rec.uuid not in self._conn.host.domains:  # the job cleaned it up
+                    return 0
             rec.state, rec.reason, rec.id = C.VIR_DOMAIN_SHUTOFF, C.VIR_DOMAIN_SHUTOFF_DESTROYED, -1
             world.lifecycle(
                 self._conn.host,

@@ -129,6 +129,7 @@ class MigrationJob:
         self.frozen: Snapshot | None = None  # counters shown while cancelling
         self.postcopy_requested = False
         self.postcopy_switched = False
+        self.dest_lost = False
         fault = world.faults.take_migration_fault(rec.name)
         self.fail_at: float | None = None
         self.fail_error: ErrorSpec | None = None
@@ -152,6 +153,9 @@ class MigrationJob:
         return min(self.src_host.link_rate, self.dst_host.link_rate)
 
     def _bandwidth(self) -> float:
+        """The pre-copy rate: the MiB/s limit (0: none), never above the link."""
+        if self.bandwidth_mibps <= 0:
+            return self.link_rate
         return min(self.bandwidth_mibps * MiB, self.link_rate)
 
     def _postcopy_bandwidth(self) -> float:
@@ -263,8 +267,10 @@ class MigrationJob:
         w, rec = self.world, self.rec
         uri = self.params.get(C.VIR_MIGRATE_PARAM_URI)
         if uri and not self.flags & C.VIR_MIGRATE_TUNNELLED:
+            if uri.startswith("tcp:") and not uri.startswith("tcp://"):
+                uri = "tcp://" + uri[4:]  # libvirt also takes QEMU's "tcp:host:port"
             parts = urlsplit(uri)
-            target = w._find_host(parts.hostname or "") if parts.hostname else None
+            target = w._find_host(parts.hostname) if parts.hostname else None
             if parts.scheme == "tcp" and target is not self.dst_host:
                 # QEMU cannot reach the data address (unverified wording)
                 port = parts.port or 49152
@@ -518,16 +524,19 @@ class MigrationJob:
             raise E.postcopy_no_job().exc()
         if not self.flags & C.VIR_MIGRATE_POSTCOPY:
             raise E.postcopy_not_enabled().exc()
-        self.postcopy_requested = True
-        if self.transfer is not None:  # in setup: switch as soon as pages flow
+        self.postcopy_requested = True  # in setup: switch as soon as pages flow
+        if self.transfer is not None:
             self.transfer.request_postcopy()
             self.world.flush()
 
     def resume_postcopy(self, waiter: Waiter) -> None:
         """migrateToURI3(..., POSTCOPY | POSTCOPY_RESUME) on a broken post-copy."""
         w, rec, dst = self.world, self.rec, self.dst
-        if not w.link_up(self.src_host, self.dst_host):
+        if not w.link_up(self.src_host, self.dst_host) or not self.dst_host.reachable:
             raise E.connection_refused(self.dst_host.hostname, self.dst_host.port).exc()
+        if self.dest_lost:
+            # the destination QEMU is gone: nothing to resume (unverified wording)
+            raise E.job_failed("domain is not running").exc()
         self.phase = JobPhase.POSTCOPY
         if self.transfer is not None:
             self.transfer.resume_postcopy()
@@ -577,8 +586,13 @@ class MigrationJob:
         self._teardown(now, C.VIR_DOMAIN_JOB_FAILED, E.domain_not_running())
 
     def on_dest_destroyed(self, now: float) -> None:
-        if self.phase is JobPhase.POSTCOPY:
-            self._postcopy_broken(now)
+        """The destination domain was destroyed; in post-copy the guest is lost."""
+        if self.phase in (JobPhase.POSTCOPY, JobPhase.POSTCOPY_PAUSED):
+            self.dest_lost = True
+            if self.phase is JobPhase.POSTCOPY:
+                self._postcopy_broken(now)
+            if self.dst is not None:
+                self.dst.incoming = None
         elif self.phase in _FAILABLE:
             self._teardown(now, C.VIR_DOMAIN_JOB_FAILED, E.socket_closed())
 
@@ -596,11 +610,11 @@ class MigrationJob:
             "operation": C.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT,
             "time_elapsed": _ms(now - self.t0),
         }
-        snap = self.frozen if p is JobPhase.CANCELLING else None
-        if snap is None and self.transfer is not None and p is not JobPhase.CANCELLING:
-            snap = self.transfer.snapshot()
         if p is JobPhase.CANCELLING:
             out["type"] = C.VIR_DOMAIN_JOB_CANCELLED
+            snap = self.frozen
+        else:
+            snap = self.transfer.snapshot() if self.transfer is not None else None
         if snap is None:  # setup: everything still 0
             out.update(dict.fromkeys(_COUNTER_KEYS, 0))
             return out

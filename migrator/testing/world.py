@@ -27,7 +27,7 @@ import threading
 import time
 import uuid as uuidlib
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
@@ -126,7 +126,7 @@ class Host:
     uuid: str = ""
     reachable: bool = True
     domains: dict[str, DomainRecord] = field(default_factory=dict)
-    _ids: Iterable[int] = field(default_factory=lambda: itertools.count(1))
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
     def names(self) -> set[str]:
         out = {self.name.lower(), self.hostname.lower()} | {a.lower() for a in self.aliases}
@@ -141,7 +141,7 @@ class Host:
         return None
 
     def next_id(self) -> int:
-        return next(self._ids)  # type: ignore[call-overload]
+        return next(self._ids)
 
 
 @dataclass(frozen=True)
@@ -432,7 +432,7 @@ class World:
 
     # -- connections -------------------------------------------------------------
 
-    def resolve(self, uri: str | None, readonly: bool = False) -> Host:
+    def resolve(self, uri: str | None) -> Host:
         """The host a client URI names, or raise libvirt's connection error."""
         if not uri:
             if self.local_host is None:

@@ -544,3 +544,112 @@ def test_a_blocked_call_with_nobody_moving_time_is_reported() -> None:
         dom = fake.open("qemu+tcp://src/system").lookupByName("vm1")
         with pytest.raises(SimulationStalled, match="autorun"):
             dom.migrateToURI3(DST_URI, {}, BASE_FLAGS)
+
+
+def test_destroying_the_source_fails_the_migration(world: World) -> None:
+    non_converging(world)
+    run = start_run(world).start(params={C.VIR_MIGRATE_PARAM_BANDWIDTH: 20})
+    run.monitor(action=lambda now, s: run.mdom.destroy() if now == 4.0 else None)
+    assert err_tuple(run.error)[:2] == (55, 20)
+    assert run.mdom.state() == [C.VIR_DOMAIN_SHUTOFF, C.VIR_DOMAIN_SHUTOFF_DESTROYED]
+    assert world.domain("dst", "vm1") is None
+
+
+def test_destroying_the_destination_fails_the_migration(world: World) -> None:
+    non_converging(world)
+    run = start_run(world).start(params={C.VIR_MIGRATE_PARAM_BANDWIDTH: 20})
+
+    def kill_dst(now: float, sample) -> None:
+        if now == 4.0:
+            fake.open(DST_URI).lookupByName("vm1").destroy()
+
+    run.monitor(action=kill_dst)
+    assert run.error is not None and run.error.get_error_code() == 1
+    assert run.mdom.state()[0] == C.VIR_DOMAIN_RUNNING
+    assert world.domain("dst", "vm1") is None
+
+
+def test_destroying_the_destination_in_postcopy_loses_the_guest(world: World) -> None:
+    non_converging(world, memory=4 * GiB, working_set=2 * GiB)
+    run = start_run(world).start(
+        params={C.VIR_MIGRATE_PARAM_BANDWIDTH: 100}, flags=BASE_FLAGS | C.VIR_MIGRATE_POSTCOPY
+    )
+
+    def action(now: float, sample) -> None:
+        if now == 5.0:
+            run.mdom.migrateStartPostCopy(0)
+        if now == 6.0:
+            fake.open(DST_URI).lookupByName("vm1").destroy()
+
+    run.monitor(action=action)
+    assert err_tuple(run.error)[:2] == (9, 10)
+    assert run.mdom.state() == [C.VIR_DOMAIN_PAUSED, C.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED]
+    resume = BASE_FLAGS | C.VIR_MIGRATE_POSTCOPY | C.VIR_MIGRATE_POSTCOPY_RESUME
+    assert error_of(lambda: run.mdom.migrateToURI3(DST_URI, {}, resume)).get_error_code() == 9
+
+
+def test_max_speed_zero_means_no_limit(world: World) -> None:
+    add_vm(world, memory=4 * GiB, dirty_rate=0)
+    run = start_run(world).start(params={C.VIR_MIGRATE_PARAM_BANDWIDTH: 10})
+    run.monitor(action=lambda now, s: run.mdom.migrateSetMaxSpeed(0, 0) if now == 3.0 else None)
+    assert run.error is None
+    assert {s["memory_bps"] for _, s in run.stats() if "memory_bps" in s} == {10 * MiB, 10 * GBIT}
+
+
+def test_qemu_style_data_uri_is_accepted(world: World) -> None:
+    add_vm(world, dirty_rate=0)
+    run = start_run(world).start(params={C.VIR_MIGRATE_PARAM_URI: "tcp:127.0.0.3:49152"})
+    assert run.monitor().error is None
+
+
+def test_non_live_migration_pauses_the_guest_for_the_whole_copy(world: World) -> None:
+    add_vm(world, memory=4 * GiB, dirty_rate=100 * MiB)
+    src_events = listen(world, "src")
+    run = start_run(world).start(flags=C.VIR_MIGRATE_PEER2PEER | C.VIR_MIGRATE_PERSIST_DEST)
+    run.monitor()
+    assert run.error is None
+    stats = fake.open(DST_URI).lookupByName("vm1").jobStats(C.VIR_DOMAIN_JOB_STATS_COMPLETED)
+    assert stats["downtime"] / 1000 == pytest.approx(4 * GiB / (10 * GBIT), rel=1e-3)
+    assert stats["memory_iteration"] == 2  # one pass, nothing dirtied
+    assert lifecycle(src_events)[0] == (
+        C.VIR_DOMAIN_EVENT_SUSPENDED,
+        C.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED,
+    )
+
+
+def test_paused_flag_leaves_the_destination_paused(world: World) -> None:
+    add_vm(world, dirty_rate=0)
+    run = start_run(world).start(flags=BASE_FLAGS | C.VIR_MIGRATE_PAUSED).monitor()
+    assert run.error is None
+    assert fake.open(DST_URI).lookupByName("vm1").state()[0] == C.VIR_DOMAIN_PAUSED
+
+
+def test_two_guests_migrate_at_once(world: World) -> None:
+    add_vm(world, "a", memory=2 * GiB, dirty_rate=0)
+    add_vm(world, "b", memory=6 * GiB, dirty_rate=0)
+    first = start_run(world, "a").start()
+    second = start_run(world, "b").start()
+    while len(world.jobs) < 2:
+        threading.Event().wait(0.005)
+    second.monitor()
+    first.done.wait(5)
+    assert first.error is None and second.error is None
+    a = fake.open(DST_URI).lookupByName("a").jobStats(C.VIR_DOMAIN_JOB_STATS_COMPLETED)
+    b = fake.open(DST_URI).lookupByName("b").jobStats(C.VIR_DOMAIN_JOB_STATS_COMPLETED)
+    assert a["time_elapsed"] < b["time_elapsed"]
+
+
+def test_event_callbacks_may_call_back_into_libvirt(world: World) -> None:
+    add_vm(world, dirty_rate=0)
+    conn = fake.open("qemu+tcp://src/system")
+    states: list[list[int]] = []
+
+    def on_event(c, dom, event, detail, opaque) -> None:
+        try:
+            states.append(dom.state())
+        except fake.libvirtError as exc:  # the domain may be gone already
+            states.append([exc.get_error_code()])
+
+    conn.domainEventRegisterAny(None, C.VIR_DOMAIN_EVENT_ID_LIFECYCLE, on_event, None)
+    assert start_run(world).start().monitor().error is None
+    assert states[0] == [C.VIR_DOMAIN_PAUSED, fake.VIR_DOMAIN_PAUSED_MIGRATION]

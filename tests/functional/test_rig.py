@@ -1,0 +1,207 @@
+"""Smoke tests of the rig itself, with raw libvirt-python (no migrator code).
+
+They prove what the later functional tests rely on: two distinct hosts, a guest whose dirty
+rate is under control and whose heartbeat survives a migration, abort, block migration,
+daemon restarts and, in netns mode, a link that can be cut.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.functional.rig import BASE_FLAGS, Rig
+
+libvirt = pytest.importorskip("libvirt")
+
+RUNNING = 1  # VIR_DOMAIN_RUNNING
+REASON_MIGRATED = 2  # VIR_DOMAIN_RUNNING_MIGRATED
+JOB_UNBOUNDED = 2  # VIR_DOMAIN_JOB_UNBOUNDED
+ERR_OPERATION_ABORTED = 78
+NON_SHARED_DISK = 64  # VIR_MIGRATE_NON_SHARED_DISK
+
+
+def ticks(rig: Rig, host: str, name: str) -> list[int]:
+    """All complete heartbeat ticks in the guest's serial log on ``host``."""
+    text = rig.serial_log(host, name).rpartition("\n")[0]
+    return [int(t) for t in re.findall(r"^dirtyguest tick=(\d+) ", text, re.MULTILINE)]
+
+
+def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def wait_job_running(rig: Rig, host: str, name: str, timeout: float = 30) -> dict[str, int]:
+    """Poll jobStats on a separate connection until RAM is actually being transferred."""
+    with contextlib.closing(rig.connect(host)) as c:
+        dom = c.lookupByName(name)
+
+        def moving() -> dict[str, int] | None:
+            st = dom.jobStats()
+            ok = st.get("type") == JOB_UNBOUNDED and st.get("memory_processed", 0) > 0
+            return st if ok else None
+
+        return wait_for(moving, timeout, f"migration job of {name} on {host}")
+
+
+def assert_only_on(rig: Rig, name: str, host: str, *, migrated: bool) -> None:
+    where = rig.where(name)
+    other = "b" if host == "a" else "a"
+    assert where[other] is None, where
+    assert where[host] is not None, where
+    state, reason, persistent = where[host]
+    assert state == RUNNING, where
+    assert persistent, where
+    if migrated:
+        assert reason == REASON_MIGRATED, where
+
+
+def test_two_distinct_hosts(rig: Rig) -> None:
+    uuids = set()
+    for h in (rig.a, rig.b):
+        with contextlib.closing(rig.connect(h)) as c:
+            caps = c.getCapabilities()
+            uuids.add(re.search(r"<uuid>(.*?)</uuid>", caps).group(1))
+            assert c.getLibVersion() >= 8_000_000
+    assert uuids == {rig.a.uuid, rig.b.uuid}
+    assert rig.a.peer_uri != rig.b.peer_uri
+    assert rig.a.hostpath("/var/log/libvirt/qemu/x.log") == rig.a.root / "log/qemu/x.log"
+
+
+def test_guest_dirties_at_the_requested_rate(rig: Rig) -> None:
+    rig.define_guest("a", "pace", mb=16, rate=8, tick_ms=500)
+    rig.wait_heartbeat("a", "pace", above=3)
+    stats = rig.guest_stats("a", "pace")
+    assert stats is not None
+    # 8 MiB/s = 2048 pages/s; allow for the first, partial tick and a busy 2-core host
+    assert 2048 * 0.8 <= stats["pps"] <= 2048 * 1.2, stats
+    assert stats["mb"] == 16 and stats["rate"] == 8
+    assert ticks(rig, "a", "pace") == list(range(1, len(ticks(rig, "a", "pace")) + 1))
+
+
+def test_live_migration_round_trip(rig: Rig) -> None:
+    """A->B then B->A with the flags a compute service uses; the guest's heartbeat counter
+    (kept in guest RAM) continues on the destination, so its state really moved."""
+    name = rig.define_guest("a", "roundtrip", mb=16, rate=32)
+    rig.wait_heartbeat("a", name, above=2)
+    params = {"migrate_uri": rig.b.migrate_uri, "bandwidth": 0}
+    assert params["migrate_uri"] == "tcp://" + rig.b.addr
+    seconds = rig.migrate(name, "a", "b", flags=BASE_FLAGS, params=params)
+    print(f"A->B in {seconds:.2f}s")
+    assert_only_on(rig, name, "b", migrated=True)
+    last_on_a = ticks(rig, "a", name)[-1]
+    rig.wait_heartbeat("b", name, above=last_on_a + 1)
+    on_b = ticks(rig, "b", name)
+    # one heartbeat line may straddle the switch-over (half on each side)
+    assert last_on_a < on_b[0] <= last_on_a + 2, (last_on_a, on_b)
+    assert on_b == list(range(on_b[0], on_b[-1] + 1))
+
+    seconds = rig.migrate(name, "b", "a")
+    print(f"B->A in {seconds:.2f}s")
+    assert_only_on(rig, name, "a", migrated=True)
+    last_on_b = ticks(rig, "b", name)[-1]
+    rig.wait_heartbeat("a", name, above=last_on_b + 1)
+    assert ticks(rig, "a", name)[-1] > last_on_b
+
+
+def test_abort_mid_migration_leaves_guest_on_source(rig: Rig) -> None:
+    name = rig.define_guest("a", "abort", mb=64, rate=64)
+    rig.wait_heartbeat("a", name, above=1)
+    m = rig.start_migration(name, "a", "b", params={"bandwidth": 1})  # 1 MiB/s: crawls
+    wait_job_running(rig, "a", name)
+    assert rig.where(name)["b"] is not None  # the incoming guest exists on B meanwhile
+    with contextlib.closing(rig.connect("a")) as c:
+        c.lookupByName(name).abortJob()
+    m.wait(60)
+    assert isinstance(m.error, libvirt.libvirtError), m.error
+    assert m.error.get_error_code() == ERR_OPERATION_ABORTED, m.error
+    wait_for(lambda: rig.where(name)["b"] is None, 30, "B to drop the incoming guest")
+    assert_only_on(rig, name, "a", migrated=False)
+    hb = rig.heartbeat("a", name) or 0
+    rig.wait_heartbeat("a", name, above=hb)  # still running there
+
+
+def test_block_migration_copies_the_disk(rig: Rig) -> None:
+    """The disk exists on A only; NON_SHARED_DISK copies it (data written before boot and
+    the guest's own writes during the migration) to the copy pre-created on B."""
+    name = rig.define_guest("a", "blk", mb=8, rate=8, disk=16, start=False)
+    marker = b"written-before-boot " * 50
+    rig.write_disk("a", name, marker, offset=1 << 20)
+    with contextlib.closing(rig.connect("a")) as c:
+        c.lookupByName(name).create()
+    rig.wait_heartbeat("a", name, above=1)
+    assert not rig.b.disk_path(name).exists()
+    rig.precreate_disk("b", name)
+    rig.migrate(name, "a", "b", flags=BASE_FLAGS | NON_SHARED_DISK)
+    assert_only_on(rig, name, "b", migrated=True)
+    assert rig.read_disk("b", name, 1 << 20, len(marker)) == marker
+    last_on_a = ticks(rig, "a", name)[-1]
+    disk_tick = wait_for(lambda: (rig.disk_heartbeat("b", name) or 0) > last_on_a and
+                         rig.disk_heartbeat("b", name), 15, "the guest writing its disk on B")
+    assert disk_tick > last_on_a
+
+
+def test_daemon_restart_and_kill_keep_guests_running(rig: Rig) -> None:
+    name = rig.define_guest("a", "survivor", mb=0)
+    hb = rig.wait_heartbeat("a", name, above=1)
+    rig.restart_daemon("a")
+    assert rig.where(name)["a"][0] == RUNNING
+    hb = rig.wait_heartbeat("a", name, above=hb)
+    rig.kill_daemon("a")
+    hb = rig.wait_heartbeat("a", name, above=hb)  # QEMU outlives its daemon
+    rig.start_daemon("a")
+    assert rig.where(name)["a"][0] == RUNNING
+    rig.migrate(name, "a", "b")
+    assert_only_on(rig, name, "b", migrated=True)
+
+
+def test_netns_link_cut_fails_migration_then_recovers(netns_rig: Rig) -> None:
+    rig = netns_rig
+    assert rig.b.addr not in ("127.0.0.2", "127.0.0.3")
+    name = rig.define_guest("a", "cut", mb=32, rate=32)
+    rig.wait_heartbeat("a", name, above=1)
+    m = rig.start_migration(name, "a", "b", params={"bandwidth": 2})
+    wait_job_running(rig, "a", name)
+    rig.cut_link()
+    try:
+        t0 = time.monotonic()
+        m.wait(60)
+        # the source daemon's keepalive to the destination (3 s x 3) notices the dead link
+        print(f"failed {time.monotonic() - t0:.1f}s after the cut: {m.error}")
+        assert isinstance(m.error, libvirt.libvirtError), m.error
+        assert time.monotonic() - t0 < 40
+        hb = rig.heartbeat("a", name) or 0
+        rig.wait_heartbeat("a", name, above=hb)
+    finally:
+        rig.restore_link()
+    # B drops its half-migrated guest once its side of the connection dies too
+    wait_for(lambda: rig.where(name)["b"] is None, 60, "B to drop the incoming guest")
+    assert_only_on(rig, name, "a", migrated=False)
+    rig.migrate(name, "a", "b")
+    assert_only_on(rig, name, "b", migrated=True)
+
+
+def test_netns_shaped_link_slows_migration(netns_rig: Rig) -> None:
+    rig = netns_rig
+    name = rig.define_guest("a", "shaped", mb=16, rate=1)
+    rig.wait_heartbeat("a", name, above=1)
+    # 3 MB/s: the 16 MiB the guest filled at boot take >= 5 s; it dirties only 1 MiB/s
+    rig.shape_link(rate_kbit=24_000)
+    try:
+        seconds = rig.migrate(name, "a", "b")
+    finally:
+        rig.unshape_link()
+    assert seconds >= 5, seconds
+    assert_only_on(rig, name, "b", migrated=True)

@@ -372,6 +372,8 @@ class Transfer:
         self._hot = self.working_set / self.memory
         self.dirty = 0.0
         self._pass_sent = 0.0
+        # A limit changed during the disk copy is simply in force from pass 0 on.
+        self._threshold_changed = False
         self.iteration = 1
         self._period = _Period(start=self.t, processed=self.processed)
         out.append(Iteration(self.t, 1))

@@ -392,3 +392,22 @@ def test_bad_sizes_are_refused() -> None:
             link_rate=1,
             downtime_limit=1,
         )
+
+
+def test_a_limit_changed_during_the_disk_copy_does_not_skip_pass_0() -> None:
+    R = 1 * GBIT
+    t = Transfer(
+        start=0.0,
+        memory=64 * MiB,
+        working_set=64 * MiB,
+        dirty_rate=0.0,
+        bandwidth=R,
+        link_rate=R,
+        downtime_limit=0.3,
+        disk_bytes=1 * GiB,
+    )
+    t.advance(1.0)
+    t.set_downtime_limit(2.0)  # 64 MiB would fit the new threshold at once
+    happenings = run(t)
+    assert t.passes[0] == pytest.approx(64 * MiB)  # pass 0 still ran live
+    assert isinstance(happenings[-1], Completed) and t.downtime == 0.0

@@ -10,7 +10,9 @@ neither are marked *unverified*.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from migrator import constants as C
 
@@ -85,6 +87,19 @@ class libvirtError(Exception):  # noqa: N801 - libvirt's name
         return None if self.err is None else self.err[8]
 
 
+# registerErrorHandler(f, ctx): libvirt calls f(ctx, err) for every error it reports.
+_handler: tuple[Callable[[Any, tuple], object] | None, Any] = (None, None)
+
+
+def set_handler(f: Callable[[Any, tuple], object] | None, ctx: Any) -> None:
+    global _handler
+    _handler = (f, ctx)
+
+
+def get_handler() -> tuple[Callable[[Any, tuple], object] | None, Any]:
+    return _handler
+
+
 @dataclass(frozen=True)
 class ErrorSpec:
     """A recipe for a libvirtError; faults keep specs so every raise is a fresh exception."""
@@ -94,7 +109,19 @@ class ErrorSpec:
     message: str  # the full message, prefix included
 
     def exc(self) -> libvirtError:
-        return libvirtError(self.message, self.code, self.domain)
+        """The exception to raise; the registered error handler sees it first, as in libvirt.
+
+        (Real libvirt prints errors to stderr when no handler is registered;
+        the fake stays quiet.)
+        """
+        err = libvirtError(self.message, self.code, self.domain)
+        f, ctx = _handler
+        if f is not None:
+            try:
+                f(ctx, err.err)
+            except Exception:  # noqa: BLE001 - libvirt-python ignores a failing handler too
+                pass
+        return err
 
 
 def spec(code: int, domain: int, detail: str) -> ErrorSpec:

@@ -111,7 +111,6 @@ __all__ = [
 
 _world: World | None = None
 _world_lock = threading.Lock()
-_error_handler: tuple[Callable[..., Any] | None, Any] = (None, None)
 _event_tick = threading.Event()
 
 
@@ -163,9 +162,8 @@ def getVersion(name: str | None = None) -> int:  # noqa: N802
 
 
 def registerErrorHandler(f: Callable[..., Any] | None, ctx: Any) -> int:  # noqa: N802
-    """Accepted and kept; the fake never prints errors, so there is nothing to silence."""
-    global _error_handler
-    _error_handler = (f, ctx)
+    """``f(ctx, err)`` is called with each error's tuple before it is raised (None: none)."""
+    E.set_handler(f, ctx)
     return 1
 
 

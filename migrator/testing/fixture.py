@@ -26,7 +26,7 @@ from typing import Any
 import fixtures
 
 from migrator import _libvirt
-from migrator.testing import fakelibvirt
+from migrator.testing import errors, fakelibvirt
 from migrator.testing.clock import VirtualClock
 from migrator.testing.world import World
 
@@ -54,6 +54,7 @@ class FakeLibvirtFixture(fixtures.Fixture):
         self.addCleanup(fakelibvirt.set_world, previous_world)
         previous_module = _libvirt.use(fakelibvirt)
         self.addCleanup(_libvirt.use, previous_module)
+        self.addCleanup(errors.set_handler, *errors.get_handler())
         saved = sys.modules.get("libvirt", _MISSING)
         sys.modules["libvirt"] = fakelibvirt
         self.addCleanup(self._restore_sys_modules, saved)

@@ -40,9 +40,20 @@ def test_libvirt_error_surface() -> None:
 
 def test_module_functions(world: World) -> None:
     assert fake.getVersion() == 9_000_000
-    assert fake.registerErrorHandler(lambda ctx, err: None, None) == 1
     assert fake.virEventRegisterDefaultImpl() == 0
     assert fake.virEventRunDefaultImpl() == 0
+
+
+def test_the_error_handler_sees_every_error(world: World) -> None:
+    seen: list[tuple] = []
+    assert fake.registerErrorHandler(lambda ctx, err: seen.append((ctx, err[:3])), "ctx") == 1
+    try:
+        exc = error_of(lambda: fake.open("qemu+tcp://nowhere/system"))
+        assert seen == [("ctx", (38, 7, exc.get_error_message()))]
+    finally:
+        fake.registerErrorHandler(None, None)
+    error_of(lambda: fake.open("qemu+tcp://nowhere/system"))
+    assert len(seen) == 1
 
 
 def test_open_resolves_names_addresses_and_local(world: World) -> None:

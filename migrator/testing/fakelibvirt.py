@@ -34,6 +34,7 @@ from migrator.testing.world import (
     Event,
     Guest,
     Host,
+    SharedConnectionHang,
     Waiter,
     World,
     version_int,
@@ -192,6 +193,13 @@ class _Call:
 
     def __init__(self, conn: virConnect, method: str, guest: str | None):
         world = conn._world
+        blocked = conn._blocked_in_migration
+        if blocked and world.strict_connections and threading.get_ident() not in blocked:
+            raise SharedConnectionHang(
+                f"fake libvirt: {method}() on a connection another thread is blocked on in "
+                "migrateToURI3 would hang with libvirt 9.0's client (README §5); open a "
+                "second connection for the monitor (World(strict_connections=False) to allow)"
+            )
         if world.faults.rules:
             world.faults.before_call(method, conn.host.name, guest)
         self._conn = conn
@@ -232,6 +240,8 @@ class virConnect:  # noqa: N801 - libvirt's name
         self._closed = False
         self._callbacks: dict[int, tuple[str | None, int, Callable[..., Any], Any]] = {}
         self._close_callbacks: list[tuple[Callable[..., Any], Any]] = []
+        # threads blocked in migrateToURI3 on this connection
+        self._blocked_in_migration: set[int] = set()
         world.add_connection(self)
 
     def _call(self, method: str, guest: str | None = None) -> _Call:
@@ -846,7 +856,12 @@ class virDomain:  # noqa: N801 - libvirt's name
             waiter = self._start_migration(world, dconnuri, params, flags)
         if waiter is None:
             return 0
-        world.wait_for(waiter)
+        me = threading.get_ident()
+        self._conn._blocked_in_migration.add(me)
+        try:
+            world.wait_for(waiter)
+        finally:
+            self._conn._blocked_in_migration.discard(me)
         return 0
 
     def _start_migration(

@@ -180,6 +180,14 @@ class SimulationStalled(RuntimeError):
     """A blocked call waited in real time while virtual time stood still."""
 
 
+class SharedConnectionHang(RuntimeError):
+    """A call on a connection another thread is blocked on in ``migrateToURI3``.
+
+    libvirt 9.0's client loses a wake-up there and the call hangs forever
+    (real-libvirt README §5); the fake raises instead of hanging.
+    """
+
+
 class Waiter:
     """One blocked ``migrateToURI3`` call waiting for its job's outcome."""
 
@@ -203,6 +211,7 @@ class World:
         timings: Timings | None = None,
         client_version: Version = (9, 0, 0),
         require_event_loop: bool = True,
+        strict_connections: bool = True,
         stall_timeout: float = 30.0,
         make_current: bool = True,
     ):
@@ -212,6 +221,7 @@ class World:
         self.timings = timings or Timings()
         self.client_version = client_version
         self.require_event_loop = require_event_loop
+        self.strict_connections = strict_connections
         self.event_loop_registered = False
         self.stall_timeout = stall_timeout
         self.hosts: dict[str, Host] = {}

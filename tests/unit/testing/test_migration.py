@@ -8,7 +8,14 @@ import pytest
 
 from migrator import constants as C
 from migrator.testing import fakelibvirt as fake
-from migrator.testing.world import GiB, MiB, SimulationStalled, Timings, World
+from migrator.testing.world import (
+    GiB,
+    MiB,
+    SharedConnectionHang,
+    SimulationStalled,
+    Timings,
+    World,
+)
 
 from .conftest import BASE_FLAGS, DST_URI, add_vm, err_tuple, error_of, make_fixture, start_run
 
@@ -653,3 +660,19 @@ def test_event_callbacks_may_call_back_into_libvirt(world: World) -> None:
     conn.domainEventRegisterAny(None, C.VIR_DOMAIN_EVENT_ID_LIFECYCLE, on_event, None)
     assert start_run(world).start().monitor().error is None
     assert states[0] == [C.VIR_DOMAIN_PAUSED, fake.VIR_DOMAIN_PAUSED_MIGRATION]
+
+
+def test_sharing_the_migrating_connection_is_refused(world: World) -> None:
+    """libvirt 9.0's client hangs there (README §5); the fake says so instead."""
+    add_vm(world, dirty_rate=0)
+    run = start_run(world)
+    run.mdom = run.dom  # poll on the connection that migrateToURI3 blocks
+    run.start()
+    while not run.dom.connect()._blocked_in_migration:  # the worker is blocked
+        threading.Event().wait(0.005)
+    with pytest.raises(SharedConnectionHang, match="second connection"):
+        run.dom.jobStats()
+    world.strict_connections = False
+    assert run.dom.jobStats() == {"type": 0}
+    run.monitor()
+    assert run.error is None

@@ -10,8 +10,16 @@ shapes: module functions (``open``, ``openReadOnly``, ``getVersion``,
 test).
 
 Each handle call runs the world's fault rules first (they may hang or raise),
-then takes the world lock; events caused by the call are delivered after the
-lock is released, synchronously, in the calling thread.
+then takes the world lock.  Events are delivered synchronously, in order,
+outside the lock: those caused by a call in the calling thread when the call
+returns, those caused by time passing in the thread that moved the clock, at
+the end of that clock step (so a callback may see the world up to one wait
+interval after the event).  Callbacks may call back into the fake.
+
+``migrateToURI3`` returns 0 like libvirt-python (not None).  A call on a
+connection that another thread is blocked on in ``migrateToURI3`` raises
+:class:`~migrator.testing.world.SharedConnectionHang`: libvirt 9.0's client
+hangs there (real-libvirt README §5).
 """
 
 from __future__ import annotations

@@ -235,6 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("migrator: interrupted\n")
         return 130
+    except BrokenPipeError:  # e.g. `migrator plan --json | head`
+        sys.stderr.close()
+        return EXIT_OK
     return EXIT_USAGE
 
 

@@ -466,9 +466,15 @@ ALL_LIBVIRT_OPTS = libvirt_opts
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    """Register migrator's options on ``conf`` (a compute service's own CONF)."""
-    conf.register_group(libvirt_group)
-    conf.register_opts(ALL_LIBVIRT_OPTS, group=libvirt_group)
+    """Register migrator's options on ``conf`` (a compute service's own CONF).
+
+    oslo.config keeps option values and overrides on the ``OptGroup`` object, so
+    each ``ConfigOpts`` gets its own group: two configurations in one process
+    (a service and a test, or two tests) never share state.
+    """
+    group = cfg.OptGroup(libvirt_group.name, title=libvirt_group.title, help=libvirt_group.help)
+    conf.register_group(group)
+    conf.register_opts(ALL_LIBVIRT_OPTS, group=group)
     conf.register_opts(default_opts)
 
 

@@ -268,6 +268,7 @@ class LiveMigrationDriver:
         recover_method: Callback,
         request: MigrationRequest | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        on_sample: Callable[[float, Any], None] | None = None,
         **request_fields: Any,
     ) -> MigrationHandle:
         """Start migrating ``domain`` to ``dest``; returns at once with a handle.
@@ -279,6 +280,9 @@ class LiveMigrationDriver:
         timed out) is called with the :class:`MigrationOutcome`, from the
         migration's thread.  ``request_fields`` are :class:`MigrationRequest`
         fields (``inbound_addr``, ``block_migration``, ``disks``, ...).
+        ``on_progress`` gets a :class:`~migrator.progress.Progress` every
+        ``live_migration_monitor_interval``; ``on_sample`` (for tracing) every
+        job sample with the seconds since the monitor started.
         """
         if request is None:
             if dest is None:
@@ -296,7 +300,9 @@ class LiveMigrationDriver:
                 )
             self._active[handle.uuid] = handle
         concurrency.spawn(
-            lambda: self._run(handle, dom, request, post_method, recover_method, on_progress),
+            lambda: self._run(
+                handle, dom, request, post_method, recover_method, on_progress, on_sample
+            ),
             f"migrator-{handle.name}",
         )
         return handle
@@ -334,7 +340,9 @@ class LiveMigrationDriver:
             return self._policy_factory(settings, plan)
         return StepsPolicy(settings)
 
-    def _run(self, handle, dom, request, post_method, recover_method, on_progress) -> None:
+    def _run(
+        self, handle, dom, request, post_method, recover_method, on_progress, on_sample
+    ) -> None:
         outcome: MigrationOutcome | None = None
         conns: list[Any] = []
         acquired = False
@@ -345,7 +353,7 @@ class LiveMigrationDriver:
                 outcome = self._early_outcome(handle, CANCELLED, "cancelled while queued")
                 return
             handle.status = "preparing"
-            outcome = self._migrate(handle, dom, request, on_progress, conns)
+            outcome = self._migrate(handle, dom, request, on_progress, on_sample, conns)
         except Exception as exc:  # noqa: BLE001 - settled below, the guest untouched
             LOG.exception("%s: migration could not start", handle.name)
             outcome = self._early_outcome(handle, FAILED, f"{type(exc).__name__}: {exc}")
@@ -375,7 +383,9 @@ class LiveMigrationDriver:
             plan=handle.plan,
         )
 
-    def _migrate(self, handle, dom, request, on_progress, conns) -> MigrationOutcome:
+    def _migrate(
+        self, handle, dom, request, on_progress, on_sample, conns
+    ) -> MigrationOutcome:
         plan = self.plan(dom, request)  # facts may have changed while queued
         handle.plan = plan
         source_uri = self.connection.getURI()
@@ -397,7 +407,7 @@ class LiveMigrationDriver:
         def progress(p: Progress) -> None:
             handle.progress = p
             if on_progress is not None:
-                on_progress(p)
+                on_progress(p)  # the monitor reports a failure as a note
 
         label = f"[{handle.name} -> {handle.dest}] "
         LOG.info(
@@ -412,6 +422,7 @@ class LiveMigrationDriver:
         monitor = Monitor(
             domain=mon_dom, reconnect=reconnect, worker=worker, policy=policy,
             clock=self.clock, tunables=self._tunables, progress=tracker, on_progress=progress,
+            on_sample=on_sample,
             poll_interval=self.poll_interval, abort_timeout=self.abort_timeout, label=label,
         )
         with handle._lock:
@@ -428,6 +439,12 @@ class LiveMigrationDriver:
         )
         if outcome.succeeded:
             outcome.downtime_ms = self._final_downtime(plan, handle.uuid, conns)
+        if outcome.progress is not None:
+            try:
+                progress(outcome.progress)  # the final report: 100 % only on completion
+            except Exception as exc:  # noqa: BLE001 - the job is settled; reported
+                outcome.notes.append(f"progress callback raised {type(exc).__name__}: {exc}")
+                LOG.exception("%sprogress callback failed", label)
         return outcome
 
     def _final_downtime(self, plan: flags.Plan, uuid: str, conns: list[Any]) -> int | None:

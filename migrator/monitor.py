@@ -179,6 +179,7 @@ class Monitor:
         tunables: Callable[[], Tunables],
         progress: ProgressTracker,
         on_progress: Callable[[Progress], None] | None = None,
+        on_sample: Callable[[float, JobSample], None] | None = None,
         poll_interval: float = 0.5,
         abort_timeout: float = 30.0,
         label: str = "",
@@ -191,6 +192,7 @@ class Monitor:
         self._tunables = tunables
         self.tracker = progress
         self._on_progress = on_progress
+        self._on_sample = on_sample
         self.poll_interval = poll_interval
         self.abort_timeout = abort_timeout
         self.label = label
@@ -269,6 +271,8 @@ class Monitor:
         sample = self._read_job()
         if sample is None:
             return
+        if self._on_sample is not None:
+            self._on_sample(self.now(), sample)
         if sample.type == c.VIR_DOMAIN_JOB_UNBOUNDED:
             self._seen_running = True
             self._passes = max(self._passes, sample.memory_iteration)

@@ -151,3 +151,13 @@ def test_load_returns_options(make_conf):
     assert virt_type == "qemu"
     assert options.permit_post_copy is True
     assert options.tunnelled is None
+
+
+def test_two_configs_do_not_share_overrides():
+    a, b = cfg.ConfigOpts(), cfg.ConfigOpts()
+    for conf in (a, b):
+        migrator.conf.register_opts(conf)
+        conf([], default_config_files=[])
+    a.set_override("live_migration_downtime", 900, group="libvirt")
+    assert a.libvirt.live_migration_downtime == 900
+    assert b.libvirt.live_migration_downtime == 500

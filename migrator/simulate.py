@@ -1,0 +1,153 @@
+"""Run one migration through the real driver and monitor against the simulated hypervisor.
+
+Used by ``migrator simulate`` and the benchmarks: it builds a two-host world
+(:mod:`migrator.testing`) on a virtual clock, runs
+:class:`~migrator.driver.LiveMigrationDriver` exactly as a compute service
+would, and returns the outcome plus a per-sample trace for plotting.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from oslo_config import cfg
+
+from migrator.driver import LiveMigrationDriver, MigrationOutcome
+from migrator.jobstats import JobSample
+from migrator.progress import Progress
+from migrator.testing import fakelibvirt
+from migrator.testing.world import World
+
+SOURCE, DEST, GUEST = "source-host", "dest-host", "guest"
+
+
+@dataclass
+class TracePoint:
+    t: float
+    remaining: int
+    iteration: int
+    expected_downtime_ms: int
+    throttle: int
+
+
+@dataclass
+class SimResult:
+    outcome: MigrationOutcome
+    trace: list[TracePoint] = field(default_factory=list)
+    downtime_settings: list[tuple[float, int]] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+
+def run(
+    conf: cfg.ConfigOpts,
+    *,
+    memory: int,
+    dirty_rate: float | Callable[[float], float],
+    bandwidth: float,
+    working_set: int | None = None,
+    block_disk: int | None = None,
+    paused: bool = False,
+    force_complete_at: float | None = None,
+    abort_at: float | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    poll_interval: float = 0.5,
+    policy_factory: Any = None,
+    libvirt_version: tuple[int, int, int] = (9, 0, 0),
+    qemu_version: tuple[int, int, int] = (7, 2, 0),
+    timeout: float = 600.0,
+) -> SimResult:
+    """Simulate one migration of a guest to a second host; ``bandwidth`` is the link (B/s)."""
+    import time
+
+    world = World(make_current=False, require_event_loop=False)
+    previous = fakelibvirt.set_world(world)
+    try:
+        gbps = bandwidth * 8 / 1e9
+        world.add_host(SOURCE, link_gbps=gbps, libvirt_version=libvirt_version,
+                       qemu_version=qemu_version)
+        world.add_host(DEST, link_gbps=gbps, libvirt_version=libvirt_version,
+                       qemu_version=qemu_version)
+        disks = {"vda": block_disk} if block_disk else {}
+        world.add_guest(SOURCE, GUEST, memory=memory, working_set=working_set,
+                        dirty_rate=dirty_rate, disks=disks,
+                        state="paused" if paused else "running")
+        conn = fakelibvirt.open(f"qemu+tcp://{SOURCE}/system")
+        driver = LiveMigrationDriver(conf, conn, clock=world.clock, poll_interval=poll_interval,
+                                     policy_factory=policy_factory,
+                                     open_connection=fakelibvirt.open)
+        driver.init_host()
+        result = SimResult(outcome=None)  # type: ignore[arg-type]
+
+        def sample(t: float, s: JobSample) -> None:
+            result.trace.append(TracePoint(t, s.data_remaining, s.memory_iteration,
+                                           s.downtime_ms, s.auto_converge_throttle))
+
+        done = threading.Event()
+        start_wall = time.perf_counter()
+        handle = driver.live_migration(
+            conn.lookupByName(GUEST), DEST,
+            block_migration=bool(block_disk), disks=("vda",) if block_disk else (),
+            disk_sizes=(block_disk,) if block_disk else (),
+            post_method=lambda o: done.set(), recover_method=lambda o: done.set(),
+            on_progress=on_progress, on_sample=sample,
+        )
+        if force_complete_at is not None:
+            world.after(force_complete_at, handle.force_complete)
+        if abort_at is not None:
+            world.after(abort_at, handle.abort)
+        outcome = handle.wait(timeout)
+        if outcome is None:
+            handle.abort()
+            world.shutdown()
+            outcome = handle.wait(10)
+            raise RuntimeError(f"the simulation did not finish within {timeout} s of real time")
+        result.outcome = outcome
+        result.wall_seconds = time.perf_counter() - start_wall
+        result.downtime_settings = [
+            (a.at, int(a.value)) for a in outcome.actions
+            if a.action == "set_max_downtime" and a.ok and a.value is not None
+        ]
+        conn.close()
+        return result
+    finally:
+        world.shutdown()
+        fakelibvirt.set_world(previous)
+
+
+def plot(result: SimResult, path: str) -> None:
+    """PNG of remaining bytes, the max-downtime setting and the actions over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 5))
+    ts = [p.t for p in result.trace]
+    ax.plot(ts, [p.remaining / 2**30 for p in result.trace], label="remaining (GiB)",
+            color="tab:blue")
+    ax.set_xlabel("time (s, simulated)")
+    ax.set_ylabel("remaining (GiB)")
+    ax2 = ax.twinx()
+    if result.downtime_settings:
+        xs, ys = zip(*result.downtime_settings, strict=True)
+        end = max(ts[-1] if ts else 0, xs[-1])
+        ax2.step(list(xs) + [end], list(ys) + [ys[-1]], where="post", color="tab:orange",
+                 label="max downtime (ms)")
+    ax2.set_ylabel("max downtime (ms)")
+    for a in result.outcome.actions:
+        if a.action != "set_max_downtime":
+            ax.axvline(a.at, color="tab:red", linestyle="--", linewidth=1)
+            ax.annotate(a.action, (a.at, ax.get_ylim()[1]), rotation=90, va="top",
+                        fontsize=8, color="tab:red")
+    o = result.outcome
+    ax.set_title(f"{o.status} ({o.mode or 'no switchover'}) in {o.total_seconds:.1f} s, "
+                 f"{o.passes} passes, downtime {o.downtime_ms} ms")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,373 @@
+"""LiveMigrationDriver end to end on the simulated hypervisor (fake libvirt, virtual clock)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from oslo_config import cfg
+
+import migrator.conf
+from migrator import exception
+from migrator.driver import LiveMigrationDriver, MigrationRequest, migrate_and_wait
+from migrator.testing import GiB, MiB
+from migrator.testing.fixture import FakeLibvirtFixture
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def fake():
+    fx = FakeLibvirtFixture(require_event_loop=False)
+    fx.setUp()
+    fx.world.add_host("src", link_gbps=10)
+    fx.world.add_host("dst", link_gbps=10)
+    yield fx
+    fx.cleanUp()
+
+
+def make_conf(**libvirt):
+    conf = cfg.ConfigOpts()
+    migrator.conf.register_opts(conf)
+    conf([], default_config_files=[])
+    for name, value in libvirt.items():
+        group = None if name == "max_concurrent_live_migrations" else "libvirt"
+        conf.set_override(name, value, group=group)
+    return conf
+
+
+class Calls:
+    """post/recover callbacks that count their calls."""
+
+    def __init__(self):
+        self.post: list = []
+        self.recover: list = []
+        self.done = threading.Event()
+
+    def post_method(self, outcome):
+        self.post.append(outcome)
+        self.done.set()
+
+    def recover_method(self, outcome):
+        self.recover.append(outcome)
+        self.done.set()
+
+
+def start(fake, conf, name="vm1", dest="dst", calls=None, **fields):
+    conn = fake.module.open("qemu+tcp://src/system")
+    driver = LiveMigrationDriver(conf, conn, clock=fake.clock)
+    driver.init_host()
+    calls = calls or Calls()
+    handle = driver.live_migration(conn.lookupByName(name), dest,
+                                   post_method=calls.post_method,
+                                   recover_method=calls.recover_method, **fields)
+    return driver, handle, calls
+
+
+def finish(handle, calls, timeout=30):
+    outcome = handle.wait(timeout)
+    assert outcome is not None, "the migration did not settle"
+    assert len(calls.post) + len(calls.recover) == 1, "exactly one callback"
+    return outcome
+
+
+def where(fake, name="vm1"):
+    return {h: fake.world.domain(h, name) for h in ("src", "dst")}
+
+
+def test_converging_guest_completes(fake):
+    fake.world.add_guest("src", "vm1", memory=8 * GiB, working_set=2 * GiB,
+                         dirty_rate=400 * MiB)
+    _, handle, calls = start(fake, make_conf())
+    outcome = finish(handle, calls)
+    assert outcome.status == "completed" and outcome.mode == "pre-copy"
+    assert calls.post == [outcome] and not calls.recover
+    assert outcome.downtime_ms is not None and outcome.downtime_ms <= 300
+    loc = where(fake)
+    assert loc["src"] is None and loc["dst"].active and loc["dst"].persistent
+    assert outcome.progress.percent == 100
+    assert handle.progress.final
+
+
+def test_hopeless_guest_aborted_at_timeout(fake):
+    fake.world.add_guest("src", "vm1", memory=4 * GiB, dirty_rate=2 * GiB)
+    _, handle, calls = start(fake, make_conf(live_migration_completion_timeout=50))
+    outcome = finish(handle, calls)
+    assert outcome.status == "timed_out"
+    assert calls.recover == [outcome] and not calls.post
+    assert 200 < outcome.total_seconds < 205  # 50 s/GiB x 4 GiB
+    loc = where(fake)
+    assert loc["src"].active and loc["dst"] is None
+
+
+def test_timeout_force_complete_suspends_and_completes(fake):
+    fake.world.add_guest("src", "vm1", memory=4 * GiB, dirty_rate=2 * GiB)
+    conf = make_conf(live_migration_completion_timeout=10,
+                     live_migration_timeout_action="force_complete")
+    _, handle, calls = start(fake, conf)
+    outcome = finish(handle, calls)
+    assert outcome.status == "completed" and outcome.mode == "paused"
+    assert [a.action for a in outcome.actions].count("suspend") == 1
+    assert where(fake)["dst"].active  # libvirt resumes the guest on the destination
+
+
+def test_timeout_force_complete_post_copy(fake):
+    fake.world.add_guest("src", "vm1", memory=4 * GiB, dirty_rate=2 * GiB)
+    conf = make_conf(live_migration_completion_timeout=10,
+                     live_migration_timeout_action="force_complete",
+                     live_migration_permit_post_copy=True)
+    _, handle, calls = start(fake, conf)
+    outcome = finish(handle, calls)
+    assert outcome.status == "completed" and outcome.mode == "post-copy"
+    assert [a.action for a in outcome.actions].count("start_post_copy") == 1
+    assert "suspend" not in [a.action for a in outcome.actions]
+
+
+def test_auto_converge_raises_throttle_until_it_converges(fake):
+    fake.world.add_guest("src", "vm1", memory=4 * GiB, dirty_rate=1600 * MiB)
+    conn = fake.module.open("qemu+tcp://src/system")
+    driver = LiveMigrationDriver(make_conf(live_migration_permit_auto_converge=True), conn,
+                                 clock=fake.clock)
+    driver.init_host()
+    throttles = []
+    outcome = migrate_and_wait(driver, conn.lookupByName("vm1"), "dst", timeout=30,
+                               on_sample=lambda t, s: throttles.append(s.auto_converge_throttle))
+    assert outcome.status == "completed"
+    seen = sorted({t for t in throttles if t})
+    assert seen[0] == 20 and len(seen) >= 3 and seen == sorted(seen)
+
+
+def test_block_migration_copies_disk(fake):
+    fake.world.add_guest("src", "vm1", memory=2 * GiB, working_set=256 * MiB,
+                         dirty_rate=50 * MiB, disks={"vda": 10 * GiB})
+    _, handle, calls = start(fake, make_conf(), block_migration=True, disks=("vda",),
+                             disk_sizes=(10 * GiB,))
+    outcome = finish(handle, calls)
+    assert outcome.status == "completed"
+    assert handle.plan.flags == 155 and handle.plan.params["migrate_disks"] == ["vda"]
+
+
+def test_inbound_addr_data_uri(fake):
+    fake.world.hosts["dst"].aliases = frozenset({"10.20.0.3"})
+    fake.world.add_guest("src", "vm1", memory=1 * GiB, dirty_rate=10 * MiB)
+    _, handle, calls = start(fake, make_conf(), inbound_addr="10.20.0.3")
+    outcome = finish(handle, calls)
+    assert outcome.status == "completed"
+    assert handle.plan.migrate_uri == "tcp://10.20.0.3"
+
+
+def test_paused_guest_with_post_copy_permitted(fake):
+    fake.world.add_guest("src", "vm1", memory=2 * GiB, state="paused")
+    _, handle, calls = start(fake, make_conf(live_migration_permit_post_copy=True))
+    outcome = finish(handle, calls)
+    assert outcome.status == "completed"
+    assert not handle.plan.post_copy
+
+
+def test_unreachable_destination_fails_cleanly(fake):
+    fake.world.add_guest("src", "vm1", memory=1 * GiB)
+    _, handle, calls = start(fake, make_conf(), dest="nowhere")
+    outcome = finish(handle, calls)
+    assert outcome.status == "failed" and calls.recover
+    assert "unable to connect" in outcome.error
+    assert where(fake)["src"].active
+
+
+def test_refused_plan_raises_and_calls_nothing(fake):
+    fake.world.add_guest("src", "vm1", memory=1 * GiB)
+    calls = Calls()
+    with pytest.raises(exception.MigrationRefused):
+        start(fake, make_conf(live_migration_tunnelled=True), calls=calls,
+              block_migration=True, disks=("vda",))
+    with pytest.raises(exception.InvalidAddress):
+        start(fake, make_conf(), dest="dst/evil", calls=calls)
+    assert not calls.post and not calls.recover
+
+
+def test_init_host_fails_fast():
+    fx = FakeLibvirtFixture()
+    fx.setUp()
+    try:
+        fx.world.add_host("src", qemu_version=(9, 1, 0))
+        conn = fx.module.open("qemu+tcp://src/system")
+        driver = LiveMigrationDriver(make_conf(live_migration_parallel_connections=4,
+                                               live_migration_permit_post_copy=True), conn)
+        with pytest.raises(exception.UnsupportedByHost, match="10.1.0"):
+            driver.init_host()
+        with pytest.raises(exception.MigratorError, match="init_host"):
+            driver.plan(None, MigrationRequest(dest="dst"))
+    finally:
+        fx.cleanUp()
+
+
+# --- abort and force-complete at every moment ------------------------------------
+
+
+def slow_guest(fake):
+    fake.world.add_guest("src", "vm1", memory=4 * GiB, dirty_rate=2 * GiB)
+
+
+def test_abort_during_pre_copy(fake):
+    slow_guest(fake)
+    _, handle, calls = start(fake, make_conf())
+    fake.world.after(30, handle.abort)
+    outcome = finish(handle, calls)
+    assert outcome.status == "cancelled" and calls.recover
+    assert where(fake)["src"].active and where(fake)["dst"] is None
+
+
+def test_abort_before_start_in_queue(fake):
+    slow_guest(fake)
+    fake.world.add_guest("src", "vm2", memory=4 * GiB, dirty_rate=2 * GiB)
+    conf = make_conf(max_concurrent_live_migrations=1, live_migration_completion_timeout=20)
+    driver, first, calls1 = start(fake, conf)
+    calls2 = Calls()
+    conn = fake.module.open("qemu+tcp://src/system")
+    second = driver.live_migration(conn.lookupByName("vm2"), "dst",
+                                   post_method=calls2.post_method,
+                                   recover_method=calls2.recover_method)
+    fut = second.abort()
+    out2 = finish(second, calls2)
+    assert out2.status == "cancelled" and "queued" in out2.error
+    assert fut.result(5) is True
+    assert finish(first, calls1).status == "timed_out"
+    assert fake.world.domain("src", "vm2").active
+
+
+def test_force_complete_during_pre_copy_without_post_copy(fake):
+    slow_guest(fake)
+    _, handle, calls = start(fake, make_conf())
+    fake.world.after(20, handle.force_complete)
+    outcome = finish(handle, calls)
+    assert outcome.status == "completed" and outcome.mode == "paused"
+
+
+def test_force_complete_then_abort_in_post_copy(fake):
+    slow_guest(fake)
+    _, handle, calls = start(fake, make_conf(live_migration_permit_post_copy=True))
+    results = {}
+
+    def force_then_abort():
+        results["fc"] = handle.force_complete()
+
+    def abort_later():
+        results["abort"] = handle.abort()
+
+    fake.world.after(20, force_then_abort)
+    fake.world.after(20.6, abort_later)
+    outcome = finish(handle, calls)
+    assert outcome.status == "completed" and outcome.mode == "post-copy"
+    with pytest.raises((exception.AbortFailed, exception.NoActiveMigration)):
+        results["abort"].result(5)
+
+
+def test_controls_after_completion(fake):
+    fake.world.add_guest("src", "vm1", memory=1 * GiB)
+    _, handle, calls = start(fake, make_conf())
+    finish(handle, calls)
+    with pytest.raises(exception.NoActiveMigration):
+        handle.abort().result(1)
+    with pytest.raises(exception.NoActiveMigration):
+        handle.force_complete().result(1)
+
+
+def test_callback_exception_is_reported(fake):
+    fake.world.add_guest("src", "vm1", memory=1 * GiB)
+    conn = fake.module.open("qemu+tcp://src/system")
+    driver = LiveMigrationDriver(make_conf(), conn, clock=fake.clock)
+    driver.init_host()
+
+    def explode(outcome):
+        raise RuntimeError("caller bug")
+
+    handle = driver.live_migration(conn.lookupByName("vm1"), "dst", post_method=explode,
+                                   recover_method=explode)
+    outcome = handle.wait(30)
+    assert outcome.status == "completed"
+    assert outcome.callback_error == "RuntimeError: caller bug"
+
+
+def test_same_guest_twice_refused(fake):
+    slow_guest(fake)
+    driver, handle, calls = start(fake, make_conf(live_migration_completion_timeout=20))
+    conn = fake.module.open("qemu+tcp://src/system")
+    with pytest.raises(exception.MigrationRefused, match="already being migrated"):
+        driver.live_migration(conn.lookupByName("vm1"), "dst", post_method=print,
+                              recover_method=print)
+    finish(handle, calls)
+
+
+def test_connections_closed_afterwards(fake):
+    fake.world.add_guest("src", "vm1", memory=1 * GiB)
+    before = len(fake.world.connections())
+    _, handle, calls = start(fake, make_conf())
+    finish(handle, calls)
+    # only the test's own connection stays open
+    assert len(fake.world.connections()) == before + 1
+
+
+def test_two_hour_migration_simulates_fast(fake):
+    # 64 GiB over 1 Gbit/s that never converges: aborted after 7200 s of virtual time
+    fake.world.hosts["src"].link_rate = fake.world.hosts["dst"].link_rate = 1e9 / 8
+    fake.world.add_guest("src", "vm1", memory=64 * GiB, dirty_rate=200 * MiB)
+    t0 = time.perf_counter()
+    _, handle, calls = start(fake, make_conf(live_migration_completion_timeout=112))
+    outcome = finish(handle, calls, timeout=60)
+    wall = time.perf_counter() - t0
+    print(f"\n7168 s of migration simulated in {wall:.2f} s wall")
+    assert outcome.status == "timed_out" and outcome.total_seconds > 7000
+    assert wall < 10  # generous: shared machines are noisy; the figure is printed
+
+
+EVENTLET_SCRIPT = textwrap.dedent(
+    """
+    import eventlet
+    eventlet.monkey_patch()
+    import json, time
+    from oslo_config import cfg
+    import migrator.conf
+    from migrator.driver import LiveMigrationDriver
+    from migrator.testing import GiB, MiB
+    from migrator.testing.fixture import FakeLibvirtFixture
+
+    fx = FakeLibvirtFixture(require_event_loop=False)
+    fx.setUp()
+    fx.world.add_host("src"); fx.world.add_host("dst")
+    for i in range(20):
+        fx.world.add_guest("src", f"vm{i}", memory=2 * GiB, working_set=GiB // 2,
+                           dirty_rate=200 * MiB)
+    conf = cfg.ConfigOpts(); migrator.conf.register_opts(conf); conf([], default_config_files=[])
+    conf.set_override("max_concurrent_live_migrations", 20)
+    conn = fx.module.open("qemu+tcp://src/system")
+    driver = LiveMigrationDriver(conf, conn, clock=fx.clock)
+    driver.init_host()
+    ticks = []
+    def ticker():
+        while True:
+            ticks.append(time.monotonic()); eventlet.sleep(0.001)
+    eventlet.spawn(ticker)
+    handles = [driver.live_migration(conn.lookupByName(f"vm{i}"), "dst",
+                                     post_method=lambda o: None, recover_method=lambda o: None)
+               for i in range(20)]
+    outcomes = [h.wait(60) for h in handles]
+    print(json.dumps({"statuses": sorted({o.status for o in outcomes}), "ticks": len(ticks)}))
+    fx.cleanUp()
+    """
+)
+
+
+def test_under_eventlet_monkey_patching():
+    proc = subprocess.run([sys.executable, "-c", EVENTLET_SCRIPT], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT, env={**os.environ,
+                                                                  "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["statuses"] == ["completed"]
+    assert result["ticks"] > 0  # other green threads ran while migrations were monitored

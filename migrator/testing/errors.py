@@ -276,3 +276,12 @@ def event_loop_missing() -> ErrorSpec:
     return spec(
         C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_NONE, "could not initialize domain event timer"
     )
+
+
+def tls_credentials_missing() -> ErrorSpec:
+    # README §7 reports code 1 and this text; the error domain is unverified
+    return spec(
+        C.VIR_ERR_INTERNAL_ERROR,
+        C.VIR_FROM_QEMU,
+        "Unable to access credentials /etc/pki/qemu/ca-cert.pem",
+    )

@@ -910,7 +910,11 @@ class virDomain:  # noqa: N801 - libvirt's name
             paused=rec.state == C.VIR_DOMAIN_PAUSED,
             disks=tuple((d.target, d.shared) for d in rec.guest.disks),
         )
-        spec = rules.check_begin(flags, params, facts) or rules.check_throttle_params(params)
+        spec = (
+            rules.check_tls_force(flags, host.migrate_tls_force)
+            or rules.check_begin(flags, params, facts)
+            or rules.check_throttle_params(params)
+        )
         if spec is not None:
             raise spec.exc()
         if rec.outgoing is not None or rec.incoming is not None:

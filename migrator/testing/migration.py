@@ -235,6 +235,12 @@ class MigrationJob:
         if self.abort_pending:
             self._teardown(now, C.VIR_DOMAIN_JOB_CANCELLED, E.canceled_before_start())
             return
+        if self.flags & C.VIR_MIGRATE_TLS and not (
+            self.src_host.tls_certificates and self.dst_host.tls_certificates
+        ):
+            # README §7: native TLS without certificates fails at run time
+            self._teardown(now, C.VIR_DOMAIN_JOB_FAILED, E.tls_credentials_missing())
+            return
         w, host = self.world, self.dst_host
         existing = host.domains.get(self.rec.uuid)
         if existing is not None:  # an inactive definition: the guest lands in it

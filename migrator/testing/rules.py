@@ -216,6 +216,17 @@ def migrated_disks(
     return [target for target, shared in disks if not shared]
 
 
+def check_tls_force(flags: int, forced: bool) -> ErrorSpec | None:
+    """qemuMigrationSrcBegin: qemu.conf's migrate_tls_force demands VIR_MIGRATE_TLS."""
+    if forced and not flags & (C.VIR_MIGRATE_TUNNELLED | C.VIR_MIGRATE_TLS):
+        return E.spec(
+            C.VIR_ERR_OPERATION_INVALID,
+            C.VIR_FROM_QEMU,
+            "this libvirtd instance allows migration only with VIR_MIGRATE_TLS flag",
+        )
+    return None
+
+
 def check_begin(flags: int, params: Mapping[str, Any], dom: DomainFacts) -> ErrorSpec | None:
     """qemuMigrationSrcBeginPhase (and the state checks before it)."""
     offline = bool(flags & C.VIR_MIGRATE_OFFLINE)

@@ -125,6 +125,8 @@ class Host:
     tls_port: int = 16514
     uuid: str = ""
     reachable: bool = True
+    tls_certificates: bool = True  # /etc/pki/qemu holds a CA and host certificates
+    migrate_tls_force: bool = False  # qemu.conf migrate_tls_force = 1
     domains: dict[str, DomainRecord] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
@@ -257,8 +259,15 @@ class World:
         port: int = 16509,
         tls_port: int = 16514,
         local: bool = False,
+        tls_certificates: bool = True,
+        migrate_tls_force: bool = False,
     ) -> Host:
-        """Add a host; the first one (or ``local=True``) answers ``qemu:///system``."""
+        """Add a host; the first one (or ``local=True``) answers ``qemu:///system``.
+
+        ``tls_certificates=False``: VIR_MIGRATE_TLS fails at run time as on a
+        host without /etc/pki/qemu; ``migrate_tls_force=True``: the host's
+        qemu.conf demands VIR_MIGRATE_TLS (unless tunnelled).
+        """
         if name in self.hosts:
             raise ValueError(f"host {name!r} already exists")
         host = Host(
@@ -271,6 +280,8 @@ class World:
             link_rate=link_gbps * 1e9 / 8,
             port=port,
             tls_port=tls_port,
+            tls_certificates=tls_certificates,
+            migrate_tls_force=migrate_tls_force,
             uuid=str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, "migrator-host-" + name)),
         )
         with self._lock:

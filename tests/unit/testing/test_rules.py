@@ -333,3 +333,27 @@ def test_destination_already_running_the_guest(world: World) -> None:
     dom = fake.open("qemu+tcp://src/system").lookupByName("vm1")
     exc = error_of(lambda: dom.migrateToURI3(DST_URI, {}, BASE_FLAGS))
     assert exc.get_error_code() == 55 and "already active" in str(exc)
+
+
+def test_migrate_tls_force_demands_tls(world: World) -> None:
+    world.host("src").migrate_tls_force = True
+    add_vm(world)
+    dom = fake.open("qemu+tcp://src/system").lookupByName("vm1")
+    exc = error_of(lambda: dom.migrateToURI3(DST_URI, {}, BASE_FLAGS))
+    assert err_tuple(exc) == (
+        55,
+        10,
+        "Requested operation is not valid: this libvirtd instance allows migration only with "
+        "VIR_MIGRATE_TLS flag",
+    )
+
+
+def test_native_tls_without_certificates_fails_at_run_time(world: World) -> None:
+    world.host("dst").tls_certificates = False
+    add_vm(world, dirty_rate=0)
+    run = start_run(world).start(flags=BASE_FLAGS | C.VIR_MIGRATE_TLS).monitor()
+    assert run.error is not None and run.error.get_error_code() == 1
+    assert "Unable to access credentials" in str(run.error)
+    assert_nothing_moved(world)
+    world.host("dst").tls_certificates = True
+    assert start_run(world).start(flags=BASE_FLAGS | C.VIR_MIGRATE_TLS).monitor().error is None

@@ -68,6 +68,10 @@ class MigrationRequest:
     destination_xml: str | None = None
     persistent_xml: str | None = None
     migrate_data: Any = None
+    # A libvirt URI *this process* can open to read the destination's completed-job
+    # stats (the actual downtime).  None: no connection is made to the destination
+    # (it may be unreachable from here) and the outcome's downtime is unknown.
+    dest_connect_uri: str | None = None
 
 
 class _Slots:
@@ -437,8 +441,9 @@ class LiveMigrationDriver:
             **{f: getattr(result, f) for f in Outcome.__dataclass_fields__},
             domain=handle.name, uuid=handle.uuid, dest=handle.dest, plan=plan,
         )
-        if outcome.succeeded:
-            outcome.downtime_ms = self._final_downtime(plan, handle.uuid, conns)
+        if outcome.succeeded and request.dest_connect_uri:
+            outcome.downtime_ms = self._final_downtime(request.dest_connect_uri, handle.uuid,
+                                                       conns)
         if outcome.progress is not None:
             try:
                 progress(outcome.progress)  # the final report: 100 % only on completion
@@ -447,11 +452,11 @@ class LiveMigrationDriver:
                 LOG.exception("%sprogress callback failed", label)
         return outcome
 
-    def _final_downtime(self, plan: flags.Plan, uuid: str, conns: list[Any]) -> int | None:
+    def _final_downtime(self, dest_uri: str, uuid: str, conns: list[Any]) -> int | None:
         """The actual downtime, from the destination's completed-job stats (best effort)."""
 
         def read() -> int | None:
-            conn = self._connect(plan.uri)
+            conn = self._connect(dest_uri)
             conns.append(conn)
             stats = conn.lookupByUUIDString(uuid).jobStats(c.VIR_DOMAIN_JOB_STATS_COMPLETED)
             value = stats.get("downtime") if stats else None

@@ -91,6 +91,7 @@ def run(
             conn.lookupByName(GUEST), DEST,
             block_migration=bool(block_disk), disks=("vda",) if block_disk else (),
             disk_sizes=(block_disk,) if block_disk else (),
+            dest_connect_uri=f"qemu+tcp://{DEST}/system",
             post_method=lambda o: done.set(), recover_method=lambda o: done.set(),
             on_progress=on_progress, on_sample=sample,
         )

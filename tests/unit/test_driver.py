@@ -85,7 +85,8 @@ def where(fake, name="vm1"):
 def test_converging_guest_completes(fake):
     fake.world.add_guest("src", "vm1", memory=8 * GiB, working_set=2 * GiB,
                          dirty_rate=400 * MiB)
-    _, handle, calls = start(fake, make_conf())
+    before = len(fake.world.connections())
+    _, handle, calls = start(fake, make_conf(), dest_connect_uri="qemu+tcp://dst/system")
     outcome = finish(handle, calls)
     assert outcome.status == "completed" and outcome.mode == "pre-copy"
     assert calls.post == [outcome] and not calls.recover
@@ -94,6 +95,24 @@ def test_converging_guest_completes(fake):
     assert loc["src"] is None and loc["dst"].active and loc["dst"].persistent
     assert outcome.progress.percent == 100
     assert handle.progress.final
+    assert len(fake.world.connections()) == before + 1  # all but the test's own closed
+
+
+def test_no_connection_to_destination_unless_asked(fake):
+    fake.world.add_guest("src", "vm1", memory=1 * GiB)
+    opened = []
+    real_open = fake.module.open
+
+    def spy(uri):
+        opened.append(uri)
+        return real_open(uri)
+
+    conn = real_open("qemu+tcp://src/system")
+    driver = LiveMigrationDriver(make_conf(), conn, clock=fake.clock, open_connection=spy)
+    driver.init_host()
+    outcome = migrate_and_wait(driver, conn.lookupByName("vm1"), "dst", timeout=30)
+    assert outcome.status == "completed" and outcome.downtime_ms is None
+    assert opened and all("//src/" in u for u in opened)
 
 
 def test_hopeless_guest_aborted_at_timeout(fake):

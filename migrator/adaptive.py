@@ -235,10 +235,6 @@ class AdaptivePolicy:
         return self._applied
 
     @property
-    def ceiling_ms(self) -> int:
-        return self._ceiling
-
-    @property
     def last_estimate(self) -> PassEstimate | None:
         """The estimate made at the latest pass boundary (None before the first)."""
         return self._last
@@ -309,9 +305,6 @@ class AdaptivePolicy:
                     "force-complete ignored: the guest is already suspended "
                     "(stall; the copy is finishing)",
                 )
-                return []
-            if self._own:
-                self._note(now, "force-complete ignored: a switchover for the stall is under way")
                 return []
         return self._inner.request_force_complete(now)
 
@@ -462,12 +455,10 @@ class AdaptivePolicy:
         """No pass counter while RAM moves (jobInfo fallback): follow Nova's clock ramp."""
         if self._baseline is not None or s.memory_iteration > 0 or s.memory_processed <= 0:
             return
-        index = None
+        index = 0  # step 0 is at 0 s: due from the first sample
         for i, (at, _) in enumerate(self._ramp):
-            if now > at or at <= 0:
+            if now > at:
                 index = i
-        if index is None:
-            return
         at, value = self._ramp[index]
         why = (
             f"no pass counter in the job stats: Nova's ramp, step {index}/{len(self._ramp) - 1}: "
@@ -478,8 +469,6 @@ class AdaptivePolicy:
     def _downtime_action(self, now: float) -> list[Action]:
         value = self._target
         if value is None or value in (self._applied, self._pending):
-            return []
-        if self._applied is not None and value < self._applied:
             return []
         failures = self._failures.get(value, 0)
         if failures >= MAX_DOWNTIME_ATTEMPTS:

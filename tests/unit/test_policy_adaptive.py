@@ -798,6 +798,33 @@ def test_a_failed_early_abort_is_retried_every_monitor_interval():
     assert "retrying the abort after it failed" in aborts[1].reason
 
 
+def test_a_failed_stall_suspend_is_retried_once_then_given_up():
+    sets = [300 * MiB] * 40
+    policy = make_policy(downtime_ms=200)
+    stream = pass_stream(sets, 100 * MiB, memory=GiB)
+    actions = feed(policy, stream, FORCE, fail_kind(K.SUSPEND, "cannot pause"))
+    suspends = [a for a in actions if a.kind is K.SUSPEND]
+    assert len(suspends) == 2 and not policy.guest_suspended
+    assert suspends[1].reason == "suspend failed (cannot pause); attempt 2/2"
+    assert K.ABORT not in kinds(actions)  # the operator asked for force_complete, not abort
+    assert any(
+        "suspend failed 2 times (cannot pause); given up" in n.text for n in policy.pop_notes()
+    )
+
+
+def test_while_the_stall_abort_runs_no_force_complete_and_no_second_abort():
+    policy = make_policy(data_gb=1.0)
+    tunables = Tunables(completion_timeout=200, timeout_action="abort")
+    sets = [600 * MiB] * 60  # the hand-built job goes on after the abort: libvirt is slow
+    actions = feed(policy, pass_stream(sets, 100 * MiB, memory=GiB), tunables)
+    aborts = [a for a in actions if a.kind is K.ABORT]
+    assert len(aborts) == 1 and aborts[0].timeout is False and aborts[0].at < 200
+    assert policy.request_force_complete(300.0) == []
+    notes = [n.text for n in policy.pop_notes()]
+    assert any("completion timeout 200 s" in n and "already being aborted" in n for n in notes)
+    assert "force-complete ignored: the job is being aborted (stalled for" in notes[-1]
+
+
 # -- Nova's behaviour kept: timeout, its action, force-complete, post-copy -------------------
 
 
@@ -939,5 +966,7 @@ def test_knobs_are_validated():
         make_policy({"downtime_margin": 0.9})
     with pytest.raises(ValueError):
         make_policy({"stall_window_passes": 0})
+    with pytest.raises(ValueError):
+        make_policy({"stall_margin": 1.0})
     with pytest.raises(ValueError):
         make_policy(downtime_ms=0)

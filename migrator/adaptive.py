@@ -346,6 +346,7 @@ class AdaptivePolicy:
                 self._note(
                     now, f"pass counter went back from {self._iteration} to {it}; new baseline"
                 )
+                self._reset_progress()
             self._baseline = it
             self._iteration = it
             return None
@@ -367,6 +368,15 @@ class AdaptivePolicy:
         )
         self._last = record
         return record
+
+    def _reset_progress(self) -> None:
+        """Forget the passes seen: they cannot be compared with a new counter's."""
+        self._window.clear()
+        self._best_before = None
+        self._left_window = None
+        self._stalled = False
+        self._waited = 0
+        self._episode_notes.clear()
 
     @staticmethod
     def _dirty_set(s: JobSample, prev: JobSample | None, crossed: int) -> int:
@@ -434,7 +444,7 @@ class AdaptivePolicy:
             return
         c = self._ceiling
         what = (
-            f"pass {r.passes}: the next switchover needs ~{need:.0f} ms "
+            f"iteration {r.iteration}: the next switchover needs ~{need:.0f} ms "
             f"({_mib(r.dirty_set)} MiB dirty at {_mib(r.rate)} MiB/s)"
         )
         if need * self.downtime_margin <= c:

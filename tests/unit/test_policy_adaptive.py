@@ -389,6 +389,19 @@ def test_baseline_is_the_first_pass_counter_seen():
     assert any("went back from 38 to 2" in n.text for n in policy.pop_notes())
 
 
+def test_a_new_counter_forgets_the_old_passes():
+    policy = make_policy()
+    stream = list(pass_stream([600 * MiB] * 20, 100 * MiB, memory=GiB, first_iteration=38))
+    feed(policy, stream, OFF)
+    assert policy.stalled
+    end = stream[-1][0]
+    for i, it in enumerate((2, 3)):
+        s = sample(memory_iteration=it, memory_remaining=600 * MiB, memory_bps=100 * MiB)
+        execute(policy, policy.on_sample(s, end + 6 * (i + 1), OFF))
+    assert policy.last_estimate.passes == 1
+    assert not policy.stalled
+
+
 def test_disk_phase_before_ram_is_not_a_pass():
     """Block migration: the counter is 0 while disks copy; the first RAM sample is the baseline."""
     policy = make_policy()

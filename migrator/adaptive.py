@@ -702,9 +702,14 @@ class AdaptivePolicy:
                 self._note_once("suspend-blocked", now, f"{facts}; no suspend: {blocker}")
                 return []
             self._suspend_attempts = 1
+            no_post_copy = (
+                "the post-copy switch failed"
+                if self.settings.post_copy_enabled
+                else "post-copy is not permitted"
+            )
             why = (
-                f"{facts}; live_migration_timeout_action is force_complete and post-copy is not "
-                f"permitted: suspend the guest so the copy can finish "
+                f"{facts}; live_migration_timeout_action is force_complete and {no_post_copy}: "
+                f"suspend the guest so the copy can finish "
                 f"(~{_secs(r.dirty_set / max(r.rate, 1.0))} s for {_mib(r.dirty_set)} MiB "
                 f"at {_mib(r.rate)} MiB/s)"
             )

@@ -800,6 +800,16 @@ def test_a_failed_post_copy_on_a_stall_is_not_turned_into_a_suspend():
     assert any("post-copy switch failed (boom); attempt 1/2" in n for n in result.notes)
 
 
+def test_force_complete_action_after_a_failed_post_copy_suspends_like_steps_would():
+    """Force-complete means post-copy, else suspend (StepsPolicy's fallback): same on a stall."""
+    model = Model(memory=GiB, link=100 * MiB, dirty_set=flat(300 * MiB))
+    policy = make_policy(downtime_ms=200, post_copy_enabled=True)
+    result = run(policy, model, FORCE, failing=fail_kind(K.START_POST_COPY))
+    assert kinds(result.of(*FORCED)) == [K.START_POST_COPY, K.START_POST_COPY, K.SUSPEND]
+    assert "force_complete and the post-copy switch failed" in result.of(K.SUSPEND)[0].reason
+    assert model.status == "completed" and model.mode == "paused"
+
+
 def test_a_failed_early_abort_is_retried_every_monitor_interval():
     sets = [600 * MiB] * 40
     policy = make_policy()

@@ -19,8 +19,9 @@ converge is known long before the timeout.  This policy therefore:
   seconds is not a few per cent below the best before it (KubeVirt's stall
   detector), and then acts at once: post-copy at a local minimum when
   permitted, else gives QEMU's auto-converge time while its throttle rises,
-  else gives up early (abort, or the operator's ``force_complete``), with a
-  reason that says what would help;
+  else gives up early with a reason that says what would help: an abort, or a
+  suspend when ``live_migration_timeout_action`` is ``force_complete`` (what the
+  timeout would do anyway), and nothing when the completion timeout is off;
 * never forces a switchover it predicts cannot finish (link down, or the
   dirty set cannot be sent before the completion timeout), and never acts on
   a migration that is still making progress.

@@ -23,6 +23,7 @@ from oslo_log import log as logging
 from migrator import _libvirt, concurrency, exception, flags, uri
 from migrator import conf as mconf
 from migrator import constants as c
+from migrator.adaptive import AdaptivePolicy
 from migrator.clock import Clock, RealClock
 from migrator.jobstats import data_gb
 from migrator.monitor import CANCELLED, FAILED, Monitor, Outcome, Worker
@@ -342,6 +343,8 @@ class LiveMigrationDriver:
     def _make_policy(self, settings: MonitorSettings, plan: flags.Plan) -> Policy:
         if self._policy_factory is not None:
             return self._policy_factory(settings, plan)
+        if self.conf.libvirt.live_migration_convergence == "adaptive":
+            return AdaptivePolicy(settings)
         return StepsPolicy(settings)
 
     def _run(

@@ -37,8 +37,9 @@ from migrator.progress import Progress, ProgressTracker
 LOG = logging.getLogger(__name__)
 
 COMPLETED = "completed"
-CANCELLED = "cancelled"
-TIMED_OUT = "timed_out"
+CANCELLED = "cancelled"  # by the user (abort())
+TIMED_OUT = "timed_out"  # the completion timeout's abort
+STALLED = "stalled"  # the policy gave up early on a migration that cannot converge
 FAILED = "failed"
 
 MODE_PRE_COPY = "pre-copy"
@@ -209,6 +210,7 @@ class Monitor:
         self._abort_pending: _Request | None = None
         self._user_abort = False
         self._timeout_abort = False
+        self._policy_abort: str | None = None  # reason of an early abort by the policy
         self._abort_hung = False
         self._aborted = False  # libvirt accepted an abort: the policy has nothing left to do
         self._passes = 0
@@ -368,7 +370,7 @@ class Monitor:
 
     def _job_still_running(self) -> bool:
         """After migrateToURI3 raised: does the job go on without the client?"""
-        if self._user_abort or self._timeout_abort:
+        if self._user_abort or self._timeout_abort or self._policy_abort:
             return False
         try:
             sample = JobSample.from_stats(self.domain.jobStats())
@@ -464,8 +466,11 @@ class Monitor:
             act = queue.pop(0)
             ok, error = self._call(act)
             self._record(act.kind, act.value, act.reason, ok, error, at=act.at)
-            if act.kind is ActionKind.ABORT and ok and act.timeout:
-                self._timeout_abort = True
+            if act.kind is ActionKind.ABORT and ok:
+                if act.timeout:
+                    self._timeout_abort = True
+                else:
+                    self._policy_abort = act.reason
             queue.extend(self.policy.action_result(act, ok, error, self.now()))
 
     def _call(self, action: Action) -> tuple[bool, str | None]:
@@ -569,11 +574,14 @@ class Monitor:
             return CANCELLED, "cancelled before the migration started", None
         code = _code(err)
         text = _message(err)
-        if code == c.VIR_ERR_OPERATION_ABORTED or self._user_abort or self._timeout_abort:
+        aborted = self._user_abort or self._timeout_abort or self._policy_abort
+        if code == c.VIR_ERR_OPERATION_ABORTED or aborted:
             if self._guest_left_source():
                 return COMPLETED, None, None
             if self._timeout_abort:
                 return TIMED_OUT, text, code
+            if self._policy_abort and not self._user_abort:
+                return STALLED, f"aborted early: {self._policy_abort}", code
             return CANCELLED, text, code
         if self._guest_left_source():
             LOG.warning(

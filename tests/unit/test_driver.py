@@ -390,3 +390,24 @@ def test_under_eventlet_monkey_patching():
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["statuses"] == ["completed"]
     assert result["ticks"] > 0  # other green threads ran while migrations were monitored
+
+
+def test_adaptive_policy_chosen_by_option_and_stall_is_its_own_outcome(fake):
+    slow_guest(fake)
+    _, handle, calls = start(fake, make_conf(live_migration_convergence="adaptive"))
+    outcome = finish(handle, calls)
+    assert outcome.status == "stalled" and calls.recover
+    assert outcome.total_seconds < 200  # steps would wait for the 3200 s timeout
+    assert "needs >=" in outcome.error and "dirty rate" in outcome.error
+    assert where(fake)["src"].active and where(fake)["dst"] is None
+
+
+def test_adaptive_sets_needed_downtime_at_once(fake):
+    # 2 GiB working set that fits a ~300 ms switchover at 10 Gbit/s only after a few passes
+    fake.world.add_guest("src", "vm1", memory=16 * GiB, working_set=256 * MiB,
+                         dirty_rate=900 * MiB)
+    _, handle, calls = start(fake, make_conf(live_migration_convergence="adaptive"))
+    outcome = finish(handle, calls)
+    assert outcome.status == "completed"
+    downtimes = [a.value for a in outcome.actions if a.action == "set_max_downtime"]
+    assert max(downtimes) <= 500 and len(downtimes) >= 2

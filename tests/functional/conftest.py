@@ -11,6 +11,7 @@ when ``MIGRATOR_REQUIRE_RIG=1`` (CI), so a missing rig can never pass silently.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -42,7 +43,12 @@ def _caps_cache() -> Path:
     A fresh temp dir (removed at exit) unless MIGRATOR_RIG_CAPS_CACHE names a lasting one."""
     if not _CAPS_CACHE:
         env = os.environ.get("MIGRATOR_RIG_CAPS_CACHE")
-        _CAPS_CACHE.append(Path(env) if env else Path(tempfile.mkdtemp(prefix="migrator-caps-")))
+        if env:
+            _CAPS_CACHE.append(Path(env))
+        else:
+            tmp = Path(tempfile.mkdtemp(prefix="migrator-caps-"))
+            atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # also after ^C
+            _CAPS_CACHE.append(tmp)
     return _CAPS_CACHE[0]
 
 

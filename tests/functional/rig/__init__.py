@@ -40,6 +40,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -228,6 +229,17 @@ def _run(
     return r
 
 
+def _check_port_free(addr: str, port: int) -> None:
+    """Fail early and clearly when another rig (any base dir) or daemon holds the address."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sk:
+        sk.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sk.bind((addr, port))
+        except OSError as e:
+            raise RigError(f"{addr}:{port} is in use ({e.strerror}): another loopback rig is "
+                           "running? (netns mode can run next to it)") from None
+
+
 def _tail(path: Path, nbytes: int = 4000) -> str:
     try:
         with open(path, "rb") as f:
@@ -311,6 +323,71 @@ keepalive_count = {p2p_keepalive[1]}
 """
 
 
+# --------------------------------------------------------------------------- mount points
+
+# The bind mounts need empty directories to mount over in the root namespace (/etc/libvirt
+# belongs to libvirt-clients, which is not installed).  Removing such a directory would
+# silently detach the bind mounts of *every* rig still running (the kernel lazily unmounts
+# mounts on a removed dentry in other namespaces), so the directories the rigs created are
+# removed only by the last rig to stop: each running rig holds a shared flock on this file.
+MOUNTPOINTS_USERS = Path("/tmp/.migrator-rig-mountpoints.users")  # shared flock per rig
+MOUNTPOINTS_MUTEX = Path("/tmp/.migrator-rig-mountpoints.mutex")  # short exclusive sections
+MOUNTPOINTS_CREATED = Path("/tmp/.migrator-rig-mountpoints.json")
+
+
+def _flock_path(path: Path, how: int) -> int:
+    """flock a file that the last user unlinks while holding it: retry on a stale inode."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, how)
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _mountpoints_acquire() -> int:
+    users = _flock_path(MOUNTPOINTS_USERS, fcntl.LOCK_SH)
+    mutex = _flock_path(MOUNTPOINTS_MUTEX, fcntl.LOCK_EX)
+    try:
+        try:
+            created = json.loads(MOUNTPOINTS_CREATED.read_text())
+        except (OSError, ValueError):
+            created = []
+        for mnt in BIND_DIRS.values():
+            if not os.path.isdir(mnt):
+                os.makedirs(mnt)
+                created.append(mnt)
+        MOUNTPOINTS_CREATED.write_text(json.dumps(created))
+    finally:
+        os.close(mutex)
+    return users
+
+
+def _mountpoints_release(users: int) -> None:
+    mutex = _flock_path(MOUNTPOINTS_MUTEX, fcntl.LOCK_EX)
+    try:
+        try:  # the last user can upgrade its shared lock
+            fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another rig still runs: leave everything to it
+            return
+        try:
+            created = json.loads(MOUNTPOINTS_CREATED.read_text())
+        except (OSError, ValueError):
+            created = []
+        for d in reversed(created):
+            with contextlib.suppress(OSError):  # not empty (someone else's now): keep it
+                os.rmdir(d)
+        for f in (MOUNTPOINTS_CREATED, MOUNTPOINTS_USERS, MOUNTPOINTS_MUTEX):
+            with contextlib.suppress(OSError):
+                f.unlink()
+    finally:
+        os.close(users)
+        os.close(mutex)
+
+
 # --------------------------------------------------------------------------- state / stale
 
 
@@ -342,9 +419,6 @@ def clean_stale(base: str | Path = DEFAULT_BASE) -> list[str]:
     for ns in st.get("netns", []):
         if _run(["ip", "netns", "del", ns], check=False).returncode == 0:
             done.append(f"netns {ns}")
-    for d in st.get("created_dirs", []):
-        with contextlib.suppress(OSError):
-            os.rmdir(d)
     with contextlib.suppress(OSError):
         (base / "state.json").unlink()
     return done
@@ -486,6 +560,7 @@ class Rig:
         self.timings: dict[str, float] = {}
         self._lock = threading.RLock()
         self._lockfd: int | None = None
+        self._mpfd: int | None = None
         self._conns: dict[str, Any] = {}
         self._conn_locks = {h: threading.Lock() for h in self.hosts}
         self._state: dict[str, Any] = {}
@@ -579,17 +654,14 @@ class Rig:
                         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
             else:
                 shutil.rmtree(self.base / sub, ignore_errors=True)
-        self._state = {"pids": [], "mntns": [], "netns": [], "created_dirs": [], "stale": stale}
+        self._state = {"pids": [], "mntns": [], "netns": [], "stale": stale}
         self._save_state()
         build_guest(self.kernel.parent)
         self.shared_dir.mkdir(parents=True, exist_ok=True)
-        # empty mount points for the per-host bind mounts (/etc/libvirt belongs to the
-        # libvirt-clients package, which is not installed)
-        for mnt in BIND_DIRS.values():
-            if not os.path.isdir(mnt):
-                os.makedirs(mnt)
-                self._state["created_dirs"].append(mnt)
-        self._save_state()
+        if self.mode == "loopback":
+            for h in self.hosts.values():
+                _check_port_free(h.addr, PORT)
+        self._mpfd = _mountpoints_acquire()
         if self.mode == "netns":
             self._make_netns()
         for h in self.hosts.values():
@@ -749,8 +821,11 @@ class Rig:
                 self._close_conns()
                 for h in self.hosts.values():
                     self._stop_daemon(h, signal.SIGTERM)
-                clean_stale(self.base)  # QEMU by pid file and by namespace, netns, mount points
+                clean_stale(self.base)  # QEMU by pid file and by namespace, netns
             finally:
+                if self._mpfd is not None:
+                    _mountpoints_release(self._mpfd)
+                    self._mpfd = None
                 self._running = False
                 with _LIVE_LOCK:
                     _LIVE.discard(self)

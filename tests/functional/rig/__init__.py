@@ -648,7 +648,7 @@ class Rig:
         stale = clean_stale(self.base)
         for sub in ("a", "b", "guest", "shared"):
             if sub in ("a", "b") and (self.base / sub / "cache").is_dir():
-                # keep QEMU capability caches of a kept rig: saves the ~8 s probe if valid
+                # keep the QEMU capability cache of a kept rig: saves the probe if valid
                 for p in (self.base / sub).iterdir():
                     if p.name != "cache":
                         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
@@ -704,6 +704,7 @@ class Rig:
             self._save_state()
         # the veth pair is created in the root namespace, then both ends are moved out; it
         # disappears with the namespaces
+        _run(["ip", "link", "del", a.veth], check=False)  # if a crash left it half-made
         _run(["ip", "link", "add", a.veth, "type", "veth", "peer", "name", b.veth])
         for h in (a, b):
             _run(["ip", "link", "set", h.veth, "netns", h.netns])
@@ -1197,9 +1198,11 @@ class Rig:
     def _cleanup_guests(self, hosts: list[Host], timeout: float) -> None:
         errors: list[str] = []
 
+        # fresh connections: this also runs from stop() in a signal handler, possibly while
+        # the interrupted code holds one of the rig's own connections
         def each(fn: Callable[[Any], None], h: Host) -> None:
             try:
-                with self._conn(h) as c:
+                with contextlib.closing(libvirt.open(h.uri)) as c:
                     for d in c.listAllDomains():
                         try:
                             fn(d)

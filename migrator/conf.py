@@ -335,6 +335,31 @@ Related options:
 """,
     ),
     cfg.IntOpt(
+        "live_migration_postcopy_recovery_timeout",
+        default=600,
+        min=0,
+        help="""
+Seconds to keep trying to resume a post-copy migration whose network failed.
+
+After the switch to post-copy the guest runs on the destination while its
+remaining memory is pulled from the source, so a broken link pauses the
+guest instead of rolling it back.  With libvirt 8.5 or newer migrator resumes
+the post-copy (``VIR_MIGRATE_POSTCOPY_RESUME``) as soon as the hosts can reach
+each other again, retrying for this long.  If it cannot, the outcome is
+``postcopy_failed`` and the operator must repair the link and resume it (for
+example ``virsh migrate --postcopy --postcopy-resume``).
+
+Possible values:
+
+* 0: never resume automatically
+* a positive integer: seconds
+
+Related options:
+
+* ``live_migration_permit_post_copy``
+""",
+    ),
+    cfg.IntOpt(
         "live_migration_monitor_interval",
         default=5,
         min=1,

@@ -26,7 +26,15 @@ from migrator import constants as c
 from migrator.adaptive import AdaptivePolicy
 from migrator.clock import Clock, RealClock
 from migrator.jobstats import data_gb
-from migrator.monitor import CANCELLED, FAILED, Monitor, Outcome, Worker
+from migrator.monitor import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    POSTCOPY_FAILED,
+    Monitor,
+    Outcome,
+    Worker,
+)
 from migrator.policy import MonitorSettings, Policy, StepsPolicy, Tunables
 from migrator.progress import Progress, ProgressTracker
 
@@ -440,6 +448,9 @@ class LiveMigrationDriver:
         handle.status = "running"
         worker.start()
         result = monitor.run()
+        if result.status == POSTCOPY_FAILED:
+            handle.status = "recovering"
+            self._resume_post_copy(result, mig_dom, plan, label)
         outcome = MigrationOutcome(
             **{f: getattr(result, f) for f in Outcome.__dataclass_fields__},
             domain=handle.name, uuid=handle.uuid, dest=handle.dest, plan=plan,
@@ -454,6 +465,64 @@ class LiveMigrationDriver:
                 outcome.notes.append(f"progress callback raised {type(exc).__name__}: {exc}")
                 LOG.exception("%sprogress callback failed", label)
         return outcome
+
+    def _resume_post_copy(self, result: Outcome, dom: Any, plan: flags.Plan, label: str) -> None:
+        """Resume a post-copy whose link failed (POSTCOPY_RESUME, libvirt >= 8.5).
+
+        Retries until the hosts can reach each other again, for at most
+        ``live_migration_postcopy_recovery_timeout`` seconds.  Updates ``result``.
+        """
+        assert self.host is not None
+        timeout = self.conf.libvirt.live_migration_postcopy_recovery_timeout
+        first_error = result.error
+        since = c.MIGRATE_FLAGS["POSTCOPY_RESUME"].since
+        if self.host.libvirt_version < since:
+            result.error = (f"post-copy failed ({first_error}); resuming it needs libvirt "
+                            f"{'.'.join(map(str, since))}: the guest runs on the destination "
+                            "with part of its memory on the source; repair the link and "
+                            "resume the migration by hand")
+            return
+        if timeout <= 0:
+            result.error = (f"post-copy failed ({first_error}); automatic resume is off "
+                            "(live_migration_postcopy_recovery_timeout = 0): repair the link "
+                            "and resume it with virsh migrate --postcopy --postcopy-resume")
+            return
+        flags_ = plan.flags | c.VIR_MIGRATE_POSTCOPY | c.VIR_MIGRATE_POSTCOPY_RESUME
+        start = self.clock.now()
+        attempt, last = 0, first_error
+        idle = threading.Event()
+        while True:
+            attempt += 1
+            LOG.warning("%spost-copy failed (%s); resuming it, attempt %d", label, last,
+                        attempt)
+            worker = Worker(lambda: dom.migrateToURI3(plan.uri, plan.params, flags_),
+                            f"migrator-resume-{attempt}")
+            worker.on_done = idle.set
+            worker.start()
+            while not worker.done.is_set():
+                self.clock.wait(idle, self.poll_interval)
+            idle.clear()
+            waited = self.clock.now() - start
+            if worker.error is None:
+                result.status, result.error, result.error_code = COMPLETED, None, None
+                result.notes.append(
+                    f"post-copy failed ({first_error}) and was resumed after {waited:.1f} s "
+                    f"({attempt} attempt{'s' if attempt > 1 else ''})")
+                result.total_seconds += waited
+                LOG.info("%s%s", label, result.notes[-1])
+                return
+            last = str(getattr(worker.error, "get_error_message", lambda: None)()
+                       or worker.error)
+            if waited >= timeout:
+                result.error = (
+                    f"post-copy failed ({first_error}) and could not be resumed within "
+                    f"{timeout} s ({attempt} attempts, last error: {last}): the guest runs on "
+                    "the destination, paused on missing memory that is still on the source; "
+                    "repair the link between the hosts and resume the migration "
+                    "(virsh migrate --postcopy --postcopy-resume)")
+                result.total_seconds += waited
+                return
+            self.clock.wait(idle, min(5.0, timeout - waited))
 
     def _final_downtime(self, dest_uri: str, uuid: str, conns: list[Any]) -> int | None:
         """The actual downtime, from the destination's completed-job stats (best effort)."""

@@ -41,6 +41,9 @@ CANCELLED = "cancelled"  # by the user (abort())
 TIMED_OUT = "timed_out"  # the completion timeout's abort
 STALLED = "stalled"  # the policy gave up early on a migration that cannot converge
 FAILED = "failed"
+# The link failed after the switch to post-copy: the guest runs on the destination
+# but part of its memory is still on the source.  Never rolled back; resumable.
+POSTCOPY_FAILED = "postcopy_failed"
 
 MODE_PRE_COPY = "pre-copy"
 MODE_POST_COPY = "post-copy"
@@ -372,6 +375,8 @@ class Monitor:
         """After migrateToURI3 raised: does the job go on without the client?"""
         if self._user_abort or self._timeout_abort or self._policy_abort:
             return False
+        if self._post_copy_failed():  # the paused job stays, but nothing moves any more
+            return False
         try:
             sample = JobSample.from_stats(self.domain.jobStats())
         except Exception:  # noqa: BLE001
@@ -544,7 +549,9 @@ class Monitor:
         err = self.worker.error
         status, error, code = self._status(err)
         mode = None
-        if status == COMPLETED:
+        if status == POSTCOPY_FAILED:
+            mode = MODE_POST_COPY
+        elif status == COMPLETED:
             if self.policy.in_post_copy:
                 mode = MODE_POST_COPY
             elif getattr(self.policy, "guest_suspended", False):
@@ -574,6 +581,8 @@ class Monitor:
             return CANCELLED, "cancelled before the migration started", None
         code = _code(err)
         text = _message(err)
+        if self._post_copy_failed():
+            return POSTCOPY_FAILED, text, code
         aborted = self._user_abort or self._timeout_abort or self._policy_abort
         if code == c.VIR_ERR_OPERATION_ABORTED or aborted:
             if self._guest_left_source():
@@ -591,6 +600,17 @@ class Monitor:
             self._note(f"migrateToURI3 raised after the guest moved: {text}")
             return COMPLETED, None, None
         return FAILED, text, code
+
+    def _post_copy_failed(self) -> bool:
+        """Did the job fail after the switch to post-copy (source paused, POSTCOPY_FAILED)?"""
+        try:
+            state, reason = self.domain.state()[:2]
+        except Exception:  # noqa: BLE001 - gone: not a post-copy failure
+            return False
+        if state == c.VIR_DOMAIN_PAUSED and reason == c.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED:
+            self.policy.post_copy_started(self.now())
+            return True
+        return False
 
     def _guest_left_source(self) -> bool:
         """Did the guest move although the client saw an error?

@@ -411,3 +411,52 @@ def test_adaptive_sets_needed_downtime_at_once(fake):
     assert outcome.status == "completed"
     downtimes = [a.value for a in outcome.actions if a.action == "set_max_downtime"]
     assert max(downtimes) <= 500 and len(downtimes) >= 2
+
+
+# --- post-copy failure and recovery --------------------------------------------------
+
+
+def post_copy_conf(**kw):
+    return make_conf(live_migration_permit_post_copy=True, live_migration_completion_timeout=5,
+                     live_migration_timeout_action="force_complete", **kw)
+
+
+def test_post_copy_link_failure_is_resumed_when_the_link_returns(fake):
+    slow_guest(fake)
+    fake.world.faults.postcopy_link_failure(after=0.5, restore_after=30)
+    _, handle, calls = start(fake, post_copy_conf())
+    outcome = finish(handle, calls)
+    assert outcome.status == "completed" and outcome.mode == "post-copy"
+    assert calls.post == [outcome]
+    assert any("resumed after" in n for n in outcome.notes)
+    loc = where(fake)
+    assert loc["src"] is None and loc["dst"].active
+
+
+def test_post_copy_failure_not_resumable_in_time(fake):
+    slow_guest(fake)
+    fake.world.faults.postcopy_link_failure(after=0.5)  # never restored
+    _, handle, calls = start(fake, post_copy_conf(live_migration_postcopy_recovery_timeout=60))
+    outcome = finish(handle, calls)
+    assert outcome.status == "postcopy_failed" and outcome.mode == "post-copy"
+    assert calls.recover == [outcome]  # told, never rolled back: the guest is not on the source
+    assert "could not be resumed within 60 s" in outcome.error
+    assert not any(a.action == "abort" for a in outcome.actions)
+
+
+def test_post_copy_failure_without_resume_support(fake):
+    fake.world.hosts["src"].libvirt_version = (8, 4, 0)
+    slow_guest(fake)
+    fake.world.faults.postcopy_link_failure(after=0.5, restore_after=5)
+    _, handle, calls = start(fake, post_copy_conf())
+    outcome = finish(handle, calls)
+    assert outcome.status == "postcopy_failed"
+    assert "needs libvirt 8.5.0" in outcome.error
+
+
+def test_post_copy_recovery_off(fake):
+    slow_guest(fake)
+    fake.world.faults.postcopy_link_failure(after=0.5, restore_after=5)
+    _, handle, calls = start(fake, post_copy_conf(live_migration_postcopy_recovery_timeout=0))
+    outcome = finish(handle, calls)
+    assert outcome.status == "postcopy_failed" and "automatic resume is off" in outcome.error

@@ -25,6 +25,10 @@ REASON_MIGRATED = 2  # VIR_DOMAIN_RUNNING_MIGRATED
 JOB_UNBOUNDED = 2  # VIR_DOMAIN_JOB_UNBOUNDED
 ERR_OPERATION_ABORTED = 78
 NON_SHARED_DISK = 64  # VIR_MIGRATE_NON_SHARED_DISK
+POSTCOPY = 32768  # VIR_MIGRATE_POSTCOPY
+PAUSED = 3
+RUNNING_POSTCOPY, RUNNING_POSTCOPY_FAILED = 10, 11
+PAUSED_POSTCOPY_FAILED = 13
 
 
 def ticks(rig: Rig, host: str, name: str) -> list[int]:
@@ -206,3 +210,33 @@ def test_netns_shaped_link_slows_migration(netns_rig: Rig) -> None:
         rig.unshape_link()
     assert seconds >= 5, seconds
     assert_only_on(rig, name, "b", migrated=True)
+
+
+def test_netns_link_cut_mid_postcopy_and_cleanup(netns_rig: Rig) -> None:
+    """Cut the link after the switch to post-copy: the guest is split between the hosts
+    (source paused, destination waiting for pages) and the rig still cleans it up fast."""
+    rig = netns_rig
+    name = rig.define_guest("a", "postcopy", mb=64, rate=24)
+    rig.wait_heartbeat("a", name, above=1)
+    m = rig.start_migration(name, "a", "b", flags=BASE_FLAGS | POSTCOPY,
+                            params={"bandwidth": 8, "bandwidth.postcopy": 2})
+    wait_job_running(rig, "a", name)
+    with contextlib.closing(rig.connect("a")) as c:
+        c.lookupByName(name).migrateStartPostCopy(0)
+    wait_for(lambda: (rig.where(name)["b"] or (0, 0))[1] == RUNNING_POSTCOPY, 10,
+             "the destination to run in post-copy")
+    rig.cut_link()
+    try:
+        m.wait(60)
+    finally:
+        rig.restore_link()
+    assert isinstance(m.error, libvirt.libvirtError), m.error
+    where = rig.where(name)
+    assert where["a"][:2] == (PAUSED, PAUSED_POSTCOPY_FAILED), where
+    # B notices on its own keepalive: POSTCOPY until then, POSTCOPY_FAILED after
+    assert where["b"][0] == RUNNING, where
+    assert where["b"][1] in (RUNNING_POSTCOPY, RUNNING_POSTCOPY_FAILED), where
+    t0 = time.monotonic()
+    rig.cleanup_guests()
+    assert time.monotonic() - t0 < 5  # libvirt alone would wait 10 s for SIGTERM per side
+    assert rig.where(name) == {"a": None, "b": None}

@@ -1,8 +1,8 @@
 """The rig cleans up after itself: on SIGTERM, and after being SIGKILLed (next start).
 
-Each test runs its own short-lived rig in a child process, in netns mode with its own tag
-and base dir, so it can coexist with the session's rigs (its addresses exist only inside
-its own network namespaces).
+Each test runs its own short-lived rig in a child process, in netns mode with its own base
+dir (hence its own namespace names), so it can coexist with the session's rigs: its
+addresses exist only inside its own network namespaces.
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ import pytest
 from tests.functional.rig import Rig
 
 REPO = Path(__file__).resolve().parents[2]
-TAG = "migrigt"
 
 CHILD = """
 import json, sys, time
 sys.path.insert(0, {repo!r})
 from tests.functional.rig import Rig
-r = Rig(mode="netns", base={base!r}, tag={tag!r}, caps_cache={caps!r}).start()
+r = Rig(mode="netns", base={base!r}, caps_cache={caps!r}).start()
 r.define_guest("a", "child", mb=0)
 r.wait_heartbeat("a", "child")
 qemu = int(r.a.hostpath("/run/libvirt/qemu/child.pid").read_text())
@@ -50,7 +49,7 @@ def _alive(pid: int) -> bool:
 
 
 def _spawn_child_rig(base: Path, caps: Path | None) -> tuple[subprocess.Popen[str], dict]:
-    code = CHILD.format(repo=str(REPO), base=str(base), tag=TAG, caps=caps and str(caps))
+    code = CHILD.format(repo=str(REPO), base=str(base), caps=caps and str(caps))
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert p.stdout is not None
     line = p.stdout.readline()
@@ -88,7 +87,7 @@ def test_killed_rig_is_cleaned_up_by_the_next_start(rig: Rig, tmp_path: Path) ->
     time.sleep(0.5)
     # SIGKILL runs no handler: daemons and guest outlive their owner
     assert all(_alive(pid) for pid in info["pids"]), info
-    again = Rig(mode="netns", base=base, tag=TAG, caps_cache=rig.caps_cache)
+    again = Rig(mode="netns", base=base, caps_cache=rig.caps_cache)
     again.start()
     try:
         assert not [pid for pid in info["pids"] if _alive(pid)]

@@ -35,6 +35,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -88,6 +89,10 @@ DEFAULT_LOG_FILTERS = "1:qemu.qemu_migration 1:qemu.qemu_migration_params 1:libv
 # service uses; literal so the module imports without libvirt-python
 BASE_FLAGS = 1 | 2 | 8 | 16
 VIR_MIGRATE_TUNNELLED = 4
+
+# (state, reason): RUNNING/POSTCOPY, RUNNING/POSTCOPY_FAILED, PAUSED/POSTCOPY,
+# PAUSED/POSTCOPY_FAILED
+POSTCOPY_STATES = {(1, 10), (1, 11), (3, 12), (3, 13)}
 
 HEARTBEAT_RE = re.compile(r"^dirtyguest tick=(\d+)(.*)$", re.MULTILINE)
 KV_RE = re.compile(r"(\w+)=(\d+)")
@@ -523,7 +528,7 @@ class Rig:
         mode: str = "loopback",
         base: str | Path | None = None,
         *,
-        tag: str = "migrig",
+        tag: str | None = None,
         log_filters: str = DEFAULT_LOG_FILTERS,
         p2p_keepalive: tuple[int, int] = (3, 3),
         keep: bool | None = None,
@@ -532,10 +537,13 @@ class Rig:
     ) -> None:
         if mode not in ("loopback", "netns"):
             raise ValueError(f"mode must be 'loopback' or 'netns', not {mode!r}")
+        self.mode = mode
+        self.base = Path(base or (DEFAULT_BASE + ("-netns" if mode == "netns" else ""))).absolute()
+        # names the network namespaces and veths: derived from the base dir by default, so
+        # rigs with different base dirs never collide
+        tag = tag or "mr" + hashlib.sha1(str(self.base).encode()).hexdigest()[:6]
         if not re.fullmatch(r"[a-z0-9]{1,10}", tag):
             raise ValueError("tag must be 1-10 lowercase letters/digits (interface name limit)")
-        self.mode = mode
-        self.base = Path(base or (DEFAULT_BASE + ("-netns" if mode == "netns" else "")))
         self.tag = tag
         self.log_filters = log_filters
         self.p2p_keepalive = p2p_keepalive
@@ -1200,27 +1208,41 @@ class Rig:
 
         # fresh connections: this also runs from stop() in a signal handler, possibly while
         # the interrupted code holds one of the rig's own connections
-        def each(fn: Callable[[Any], None], h: Host) -> None:
+        def each(fn: Callable[[Host, Any], None], h: Host) -> None:
             try:
                 with contextlib.closing(libvirt.open(h.uri)) as c:
                     for d in c.listAllDomains():
                         try:
-                            fn(d)
+                            fn(h, d)
                         except libvirt.libvirtError as e:
                             if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                                 errors.append(f"{h.name}/{d.name()}: {e}")
             except libvirt.libvirtError as e:
                 errors.append(f"{h.name}: {e}")
 
-        def abort(d: Any) -> None:
+        def abort(h: Host, d: Any) -> None:
             # a client disconnect does not cancel a P2P migration: abort explicitly
-            if d.isActive() and d.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE:
+            if not d.isActive():
+                return
+            try:
+                job = d.jobInfo()[0]
+            except libvirt.libvirtError:  # incoming side has no job stats: destroy does it
+                return
+            if job != libvirt.VIR_DOMAIN_JOB_NONE:
                 with contextlib.suppress(libvirt.libvirtError):  # e.g. post-copy: destroy
                     d.abortJob()
 
-        def destroy(d: Any) -> None:
+        def destroy(h: Host, d: Any) -> None:
             if d.isActive():
-                d.destroy()
+                if tuple(d.state()) in POSTCOPY_STATES:
+                    # vCPUs waiting on a dead post-copy peer ignore SIGTERM, and libvirt
+                    # waits 10 s before it sends SIGKILL: send it ourselves
+                    self._kill_qemu(h, d.name())
+                try:
+                    d.destroy()
+                except libvirt.libvirtError as e:  # already gone after the kill
+                    if e.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:
+                        raise
             if d.isPersistent():
                 d.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
                                 | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
@@ -1238,6 +1260,15 @@ class Rig:
             raise RigError(f"guest cleanup still running after {timeout}s")
         if errors:
             raise RigError("guest cleanup: " + "; ".join(errors))
+
+    def _kill_qemu(self, host: str | Host, name: str) -> None:
+        try:
+            pid = int(self.host(host).hostpath(f"/run/libvirt/qemu/{name}.pid").read_text())
+        except (OSError, ValueError):
+            return
+        if _alive(pid) and (_comm(pid) or "").startswith("qemu-system"):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
     # ------------------------------------------------------------------ network (netns mode)
     def _need_netns(self) -> tuple[Host, Host]:

@@ -225,10 +225,18 @@ def _pids_in_mntns(namespaces: set[str]) -> set[int]:
     return found
 
 
+def _env() -> dict[str, str]:
+    """Our environment with the sbin directories on PATH (libvirtd, ip, tc live there; a
+    non-login root shell or a venv may not have them)."""
+    path = os.environ.get("PATH", "/usr/bin:/bin").split(":")
+    extra = [d for d in ("/usr/local/sbin", "/usr/sbin", "/sbin") if d not in path]
+    return dict(os.environ, PATH=":".join(path + extra))
+
+
 def _run(
     cmd: list[str], *, check: bool = True, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env())
     if check and r.returncode:
         raise RigError(f"{' '.join(cmd)} failed ({r.returncode}): {(r.stderr or r.stdout).strip()}")
     return r
@@ -612,7 +620,7 @@ class Rig:
         tools = ["libvirtd", "unshare", "mount", "gcc", "ld", "qemu-img", "qemu-io"]
         if self.mode == "netns":
             tools += ["ip", "tc"]
-        missing = [t for t in tools if not shutil.which(t)]
+        missing = [t for t in tools if not shutil.which(t, path=_env()["PATH"])]
         if not os.path.exists(QEMU):
             missing.append(QEMU)
         if missing:
@@ -738,7 +746,7 @@ class Rig:
         # ip netns exec, unshare and sh all exec(), so libvirtd is the reaper's direct child
         cmd = [sys.executable, str(REAPER), "--"] + cmd
         with open(h.root / "stdout.log", "ab") as out:
-            h.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+            h.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, env=_env(),
                                       stderr=subprocess.STDOUT, start_new_session=True)
         h.pid = None  # libvirtd's, once it has written its pid file
 

@@ -19,9 +19,10 @@ processes at once: this machine's PID 1 reaps orphans only every ~2 s, and libvi
 a destroyed (or migrated-away) QEMU to really disappear, which made every destroy and every
 migration ~2 s slower than on a host with a proper init.
 
-Everything the rig starts is recorded (PIDs, mount namespaces, network namespaces, mount
-points) in ``<base>/state.json`` and stopped by PID on ``stop()``, at interpreter exit, on
-SIGTERM/SIGHUP, and at the next ``start()`` with the same base dir if the process was killed.
+Everything the rig starts is recorded (PIDs, mount namespaces, network namespaces) in
+``<base>/state.json`` and stopped by PID on ``stop()``, at interpreter exit, on SIGTERM/SIGHUP,
+and at the next ``start()`` with the same base dir if the process was killed.  The empty
+mount-point directories it had to create are removed by the last rig to stop.
 
 Guests are TCG (``<domain type='qemu'>``) running ``guest/dirtyguest.c``, built at start.
 
@@ -114,7 +115,7 @@ class Host:
     netns: str | None = None
     veth: str | None = None
     pid: int | None = None  # libvirtd
-    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)  # its reaper
 
     @property
     def socket(self) -> Path:
@@ -578,7 +579,8 @@ class Rig:
         self._lockfd: int | None = None
         self._mpfd: int | None = None
         self._conns: dict[str, Any] = {}
-        self._conn_locks = {h: threading.Lock() for h in self.hosts}
+        # re-entrant: stop() may run from a signal handler in a thread that holds one
+        self._conn_locks = {h: threading.RLock() for h in self.hosts}
         self._state: dict[str, Any] = {}
         self._running = False
 

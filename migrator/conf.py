@@ -21,7 +21,11 @@ libvirt_group = cfg.OptGroup(
     help="Options for live migration of libvirt/KVM guests (Nova-compatible names).",
 )
 
-ENCRYPTED_SCHEMES = ("tls", "ssh", "libssh", "libssh2")
+_FLAG_LIST_DEPRECATION = """
+Nova replaced the flag lists with dedicated options in Newton.  migrator still
+reads them so old configuration files keep working, and logs exactly what it
+changed and what to write instead.
+"""
 
 libvirt_opts = [
     cfg.StrOpt(
@@ -430,11 +434,7 @@ Related options:
         "live_migration_flag",
         deprecated_for_removal=True,
         deprecated_since="13.0.0",
-        deprecated_reason="""
-Nova replaced the flag lists with dedicated options in Newton.  migrator still
-reads them so old configuration files keep working, and logs exactly what it
-changed and what to write instead.
-""",
+        deprecated_reason=_FLAG_LIST_DEPRECATION,
         help="""
 Old comma-separated list of ``VIR_MIGRATE_*`` flags for live migration.
 
@@ -451,11 +451,7 @@ Related options:
         "block_migration_flag",
         deprecated_for_removal=True,
         deprecated_since="13.0.0",
-        deprecated_reason="""
-Nova replaced the flag lists with dedicated options in Newton.  migrator still
-reads them so old configuration files keep working, and logs exactly what it
-changed and what to write instead.
-""",
+        deprecated_reason=_FLAG_LIST_DEPRECATION,
         help="""
 Old comma-separated list of ``VIR_MIGRATE_*`` flags for block migration.
 

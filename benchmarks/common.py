@@ -23,12 +23,17 @@ POLICIES = ("steps", "adaptive")
 
 
 def make_conf(**overrides: Any) -> cfg.ConfigOpts:
-    """A fresh ``ConfigOpts`` with migrator's options, ``[libvirt]`` overrides applied."""
+    """A fresh ``ConfigOpts`` with migrator's options and ``overrides`` applied.
+
+    Names are ``[libvirt]`` options, except ``[DEFAULT]`` ones such as
+    ``max_concurrent_live_migrations``.
+    """
     conf = cfg.ConfigOpts()
     migrator.conf.register_opts(conf)
     conf([], default_config_files=[])
+    defaults = {opt.dest for opt in migrator.conf.default_opts}
     for name, value in overrides.items():
-        conf.set_override(name, value, group="libvirt")
+        conf.set_override(name, value, group=None if name in defaults else "libvirt")
     return conf
 
 

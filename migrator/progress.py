@@ -110,8 +110,8 @@ class ProgressTracker:
         peak between two reports is not lost.  Samples of a job that is not
         running (setup, ended) are ignored.
         """
-        if not sample.is_running:
-            return None
+        if not sample.is_running or (sample.data_total == 0 and sample.memory_total == 0):
+            return None  # not running, or still in setup (libvirt reports all counters 0)
         self._sample = sample
         self._percent = max(self._percent, raw_percent(sample))
         if self._last_report_at is not None and now - self._last_report_at < self.monitor_interval:

@@ -35,9 +35,13 @@ def mem(total: int, remaining: int, **fields) -> JobSample:
     )
 
 
-def test_first_running_sample_reports_even_during_setup():
+def test_setup_samples_are_not_reported_the_first_real_one_is():
+    # libvirt's first running samples have every counter at 0 (setup): a report
+    # would claim "0 B remaining", so the first report waits for real figures.
     tracker = ProgressTracker(5)
-    report = tracker.update(running(), 0.0)
+    assert tracker.update(running(), 0.0) is None
+    report = tracker.update(running(data_total=100, data_remaining=100, memory_total=100,
+                                    memory_remaining=100), 0.5)
     assert isinstance(report, Progress)
     assert report.percent == 0.0
     assert report.eta_seconds is None
@@ -290,3 +294,12 @@ def test_percent_property_monotonic_and_below_100(seq, interval):
             assert eta is None or (eta >= 0 and math.isfinite(eta))
     assert tracker.final(len(seq), completed=False).percent < 100
     assert tracker.final(len(seq), completed=True).percent == 100.0
+
+
+def test_setup_sample_with_zero_counters_is_not_reported():
+    tracker = ProgressTracker(5)
+    assert tracker.update(JobSample(type=constants.VIR_DOMAIN_JOB_UNBOUNDED), 0.0) is None
+    running = JobSample(type=constants.VIR_DOMAIN_JOB_UNBOUNDED, data_total=100, data_remaining=60,
+                        memory_total=100, memory_remaining=60)
+    report = tracker.update(running, 0.5)
+    assert report is not None and report.percent == 40

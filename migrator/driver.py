@@ -445,6 +445,7 @@ class LiveMigrationDriver:
             early, handle._early = handle._early, []
         for kind, fut in early:  # requests made while queued or planning
             _chain(monitor.request(kind), fut)
+        monitor.serve_requests()  # an abort that came in meanwhile prevents the start
         handle.status = "running"
         worker.start()
         result = monitor.run()

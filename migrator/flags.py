@@ -21,6 +21,7 @@ from migrator import exception, uri
 DEFAULT_LIBVIRT_VERSION: c.Version = (8, 0, 0)  # Nova's minimums
 DEFAULT_QEMU_VERSION: c.Version = (6, 2, 0)
 MIN_QEMU_MULTIFD_WITH_POSTCOPY: c.Version = (10, 1, 0)
+MIN_LIBVIRT_MIGRATE_TO_URI3: c.Version = (1, 1, 0)
 SUPPORTED_VIRT_TYPES = ("kvm", "qemu")
 
 # Flags migrator decides itself: an operator asking for them in
@@ -350,6 +351,29 @@ def _check(
             "live_migration_parallel_connections > 1 needs a compression method that migrator "
             "does not set (libvirt refuses it); remove COMPRESSED or use one connection"
         )
+
+    # migrateToURI3 itself, and every parameter this configuration can emit.
+    if host.libvirt_version < MIN_LIBVIRT_MIGRATE_TO_URI3:
+        host_problems.append(
+            f"libvirt {_version(host.libvirt_version)} has no migrateToURI3 (libvirt "
+            f"{_version(MIN_LIBVIRT_MIGRATE_TO_URI3)} or newer is needed); upgrade libvirt"
+        )
+    else:
+        params = {
+            c.VIR_MIGRATE_PARAM_TLS_DESTINATION: (
+                options.native_tls,
+                "live_migration_with_native_tls (with a destination inbound address)",
+            ),
+            c.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS: (
+                parallel, "live_migration_parallel_connections"),
+        }
+        for key, (used, what) in params.items():
+            since = c.MIGRATE_PARAMS[key].since
+            if used and host.libvirt_version < since:
+                host_problems.append(
+                    f"{what} needs libvirt {_version(since)} or newer (parameter {key}); this "
+                    f"host has {_version(host.libvirt_version)}"
+                )
 
     # Every flag this configuration can ever emit must exist in the host's libvirt.
     possible = list(BASE_FLAGS) + ["NON_SHARED_INC"] + list(all_extra)

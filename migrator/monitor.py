@@ -19,6 +19,7 @@ rules for not losing the guest:
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -214,6 +215,7 @@ class Monitor:
         self._user_abort = False
         self._timeout_abort = False
         self._policy_abort: str | None = None  # reason of an early abort by the policy
+        self._monitor_failed = False
         self._abort_hung = False
         self._aborted = False  # libvirt accepted an abort: the policy has nothing left to do
         self._passes = 0
@@ -239,6 +241,10 @@ class Monitor:
     def now(self) -> float:
         return self.clock.now() - self._start
 
+    def serve_requests(self) -> None:
+        """Handle queued requests now (the driver calls it before starting the job)."""
+        self._serve_requests()
+
     # -- the loop -------------------------------------------------------------
 
     def run(self) -> Outcome:
@@ -247,18 +253,51 @@ class Monitor:
             self._loop()
         except Exception as exc:  # noqa: BLE001 - settle first, then report
             monitor_error = exc
+            self._monitor_failed = True
             LOG.error("%sMonitoring failed, aborting the job: %s", self.label, exc)
-            self._abort_job(reason=f"the monitor failed: {exc}", record=True)
-            # The job may still complete in spite of the abort; wait for libvirt's word.
-            while not self.worker.done.is_set():
-                self.clock.wait(self.wake, self.poll_interval)
-                self.wake.clear()
+            self._abort_until_done(f"the monitor failed: {exc}")
         outcome = self._settle()
         if monitor_error is not None:
             outcome.monitor_error = str(monitor_error)
             if outcome.error is None:
                 outcome.error = f"monitor error: {monitor_error}"
         return outcome
+
+    def _abort_until_done(self, reason: str) -> None:
+        """Abort (again and again, reconnecting) until migrateToURI3 returns.
+
+        A job left running after the monitor gave up would move the guest behind
+        the caller's back (Nova bug 1905944).  The job may still complete in
+        spite of the abort: the outcome then follows libvirt's word.
+        """
+        first = True
+        while not self.worker.done.is_set():
+            if not self._aborted and not self.policy.in_post_copy:
+                try:
+                    ok = self._abort_job(reason=reason, record=first)
+                except Exception:  # noqa: BLE001 - e.g. a dead connection: reconnect
+                    ok = False
+                first = False
+                if not ok and not self._abort_hung:
+                    with contextlib.suppress(Exception):
+                        self.domain = self._reconnect()
+            self.clock.wait(self.wake, self.poll_interval)
+            self.wake.clear()
+
+    def _ask(self, question: Callable[[Any], Any]) -> Any:
+        """``question(domain)``, reconnecting first when the connection was lost."""
+        for attempt in range(MAX_RECONNECTS + 1):
+            try:
+                return question(self.domain)
+            except Exception as exc:  # noqa: BLE001 - libvirtError
+                if not self._connection_lost(exc) or attempt == MAX_RECONNECTS:
+                    raise
+                with contextlib.suppress(Exception):
+                    self.domain = self._reconnect()
+                    continue
+                self.clock.wait(self.wake, self.poll_interval)
+                self.wake.clear()
+        raise AssertionError("unreachable")
 
     def _loop(self) -> None:
         while True:
@@ -277,7 +316,10 @@ class Monitor:
         if sample is None:
             return
         if self._on_sample is not None:
-            self._on_sample(self.now(), sample)
+            try:
+                self._on_sample(self.now(), sample)
+            except Exception as exc:  # noqa: BLE001 - the caller's hook: reported, job goes on
+                self._note_once(f"sample hook raised {type(exc).__name__}: {exc}")
         if sample.type == c.VIR_DOMAIN_JOB_UNBOUNDED:
             self._seen_running = True
             self._passes = max(self._passes, sample.memory_iteration)
@@ -378,10 +420,23 @@ class Monitor:
         if self._post_copy_failed():  # the paused job stays, but nothing moves any more
             return False
         try:
-            sample = JobSample.from_stats(self.domain.jobStats())
-        except Exception:  # noqa: BLE001
+            sample = JobSample.from_stats(self._ask(lambda d: d.jobStats()))
+        except Exception as exc:  # noqa: BLE001
+            if self._connection_lost(exc):
+                raise exception.MonitorError(
+                    f"lost the connection to the source libvirt and could not reconnect: "
+                    f"{_message(exc)}") from exc
+            code = _code(exc)
+            if code is not None and classify_stats_error(code, _message(exc)) in (
+                StatsError.FINISHING, StatsError.NOT_STARTED
+            ):
+                return self._still_finishing()
             return False
-        return sample.type == c.VIR_DOMAIN_JOB_UNBOUNDED
+        if sample.type == c.VIR_DOMAIN_JOB_UNBOUNDED:
+            self._note_once("migrateToURI3 returned an error but the job goes on in libvirt; "
+                            "following it to its end")
+            return True
+        return False
 
     # -- executing -------------------------------------------------------------
 
@@ -514,6 +569,10 @@ class Monitor:
         else:
             LOG.warning("%s%s failed (%s): %s", self.label, kind, error, reason)
 
+    def _note_once(self, text: str) -> None:
+        if text not in self.notes:
+            self._note(text)
+
     def _note(self, text: str) -> None:
         self.notes.append(text)
         LOG.info("%s%s", self.label, text)
@@ -583,6 +642,10 @@ class Monitor:
         text = _message(err)
         if self._post_copy_failed():
             return POSTCOPY_FAILED, text, code
+        if self._monitor_failed and not self._user_abort:
+            if self._guest_left_source():
+                return COMPLETED, None, None
+            return FAILED, text, code
         aborted = self._user_abort or self._timeout_abort or self._policy_abort
         if code == c.VIR_ERR_OPERATION_ABORTED or aborted:
             if self._guest_left_source():
@@ -601,10 +664,21 @@ class Monitor:
             return COMPLETED, None, None
         return FAILED, text, code
 
+    def _still_finishing(self) -> bool:
+        """The job refuses stats: is the source still handing over (paused by migration)?"""
+        try:
+            state, reason = self._ask(lambda d: d.state())[:2]
+        except Exception:  # noqa: BLE001 - gone: settled (moved)
+            return False
+        return state == c.VIR_DOMAIN_PAUSED and reason in (
+            c.VIR_DOMAIN_PAUSED_MIGRATION,
+            c.VIR_DOMAIN_PAUSED_POSTCOPY,
+        )
+
     def _post_copy_failed(self) -> bool:
         """Did the job fail after the switch to post-copy (source paused, POSTCOPY_FAILED)?"""
         try:
-            state, reason = self.domain.state()[:2]
+            state, reason = self._ask(lambda d: d.state())[:2]
         except Exception:  # noqa: BLE001 - gone: not a post-copy failure
             return False
         if state == c.VIR_DOMAIN_PAUSED and reason == c.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED:
@@ -619,7 +693,7 @@ class Monitor:
         source domain shut off by migration also means it moved.
         """
         try:
-            state, reason = self.domain.state()[:2]
+            state, reason = self._ask(lambda d: d.state())[:2]
         except Exception as exc:  # noqa: BLE001
             return _code(exc) == c.VIR_ERR_NO_DOMAIN
         return state == c.VIR_DOMAIN_SHUTOFF and reason == c.VIR_DOMAIN_SHUTOFF_MIGRATED

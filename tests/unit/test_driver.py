@@ -274,13 +274,11 @@ def test_force_complete_then_abort_in_post_copy(fake):
     results = {}
 
     def force_then_abort():
+        # the abort comes once the switch to post-copy has been made
         results["fc"] = handle.force_complete()
-
-    def abort_later():
-        results["abort"] = handle.abort()
+        results["fc"].add_done_callback(lambda f: results.setdefault("abort", handle.abort()))
 
     fake.world.after(20, force_then_abort)
-    fake.world.after(20.6, abort_later)
     outcome = finish(handle, calls)
     assert outcome.status == "completed" and outcome.mode == "post-copy"
     with pytest.raises((exception.AbortFailed, exception.NoActiveMigration)):

@@ -282,15 +282,6 @@ def test_job_stats_failing_for_good_aborts_then_reports(fake):
     assert abort.ok and "monitor failed" in abort.reason
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a monitor failure (jobStats failing for good, Nova bug 1905944's case) is "
-    "reported as status 'cancelled', which README and Outcome document as 'cancelled by "
-    "the user' (Nova maps it to a user cancel, not an error). Monitor._status() takes any "
-    "VIR_ERR_OPERATION_ABORTED as a cancel; fix: remember that the abort came from "
-    "Monitor.run()'s except branch and return FAILED (error 'monitor error: ...') unless "
-    "the user also asked for the abort (test_monitor_loop's "
-    "test_persistent_stats_error_aborts_then_reports asserts 'cancelled' and needs the "
-    "same change)"))
 def test_job_stats_failing_for_good_is_a_failure_not_a_user_cancel(fake):
     hopeless_guest(fake)
     run = Run(fake)
@@ -351,14 +342,6 @@ def _arm_dead_connection(fake, run):
     fake.world.faults.drop_connection(monitor_connection(run))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: after a monitor failure Monitor.run() calls abortJob once, on the monitor's "
-    "connection, then waits for migrateToURI3 without bound. If that abort fails (libvirt "
-    "busy, or the monitor connection is dead and reconnecting failed 5 times) a migration "
-    "that never converges runs forever: the completion timeout is no longer applied and "
-    "the caller never hears an outcome (the guard against Nova bug 1905944 is defeated). "
-    "Fix: in the except branch keep retrying the abort (every poll_interval, reconnecting "
-    "through self._reconnect when the connection is lost) until the worker ends"))
 @pytest.mark.parametrize("arm", [_arm_abort_fails_transiently, _arm_dead_connection],
                          ids=["abort-fails-transiently", "dead-monitor-connection"])
 def test_monitor_failure_with_a_failed_abort_still_settles(fake, arm):
@@ -371,14 +354,6 @@ def test_monitor_failure_with_a_failed_abort_still_settles(fake, arm):
     check_settled(run)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (split brain, Nova bug 1905944 class): when every connection to the source drops, "
-    "migrateToURI3 raises 'client socket is closed' but the peer-to-peer job goes on in "
-    "libvirtd. Monitor._job_still_running() and _guest_left_source() then fail on the dead "
-    "monitor connection and the outcome is 'failed' while the job still runs and later "
-    "moves the guest. Fix: on a connection error (VIR_ERR_SYSTEM_ERROR/RPC/'socket is "
-    "closed') reconnect before deciding, and keep following the job (or abort it) until "
-    "libvirt reports it ended; settle 'failed' only once the job is gone"))
 def test_all_source_connections_dropped(fake):
     converging_guest(fake)
     run = Run(fake)
@@ -448,15 +423,6 @@ def test_control_right_after_live_migration_returns(fake, kind):
         assert outcome.status == "completed" and outcome.mode == "paused"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: an abort() that arrives while the handle is 'preparing' (slot taken, connections "
-    "being opened) is kept in handle._early and chained to the monitor, but "
-    "LiveMigrationDriver._migrate() calls worker.start() before monitor.run() serves it: "
-    "migrateToURI3 is called and a job (and a destination QEMU) is started only to be "
-    "aborted, although Worker has VDSM's pre-start guard for exactly this. Fix: serve the "
-    "early requests before starting the worker (if an abort is pending, call "
-    "worker.cancel_before_start()), or let Monitor.run() start the worker after its first "
-    "_serve_requests()"))
 def test_abort_while_preparing_never_calls_migrate(fake, monkeypatch):
     hopeless_guest(fake)
     started = []
@@ -628,12 +594,6 @@ def test_abort_from_inside_the_progress_hook(fake):
     assert outcome.status == "cancelled" and box["fut"].result(5) is True
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: an exception in the caller's on_sample hook (documented 'for tracing') is not "
-    "caught in Monitor._poll_once(): it propagates as a monitor failure and aborts a "
-    "healthy migration (outcome 'cancelled', monitor_error = the hook's message), while "
-    "the same bug in on_progress only adds a note. Fix: call on_sample in a try/except "
-    "like _report_progress() does, record a note once, and go on"))
 def test_sample_hook_raises(fake):
     converging_guest(fake)
 

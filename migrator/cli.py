@@ -69,6 +69,10 @@ def _version_arg(text: str) -> tuple[int, int, int]:
 def _checked_text(text: str) -> str:
     if len(text) > MAX_ARG_LEN:
         raise argparse.ArgumentTypeError(f"argument is {len(text)} characters long; too long")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that were not UTF-8 (surrogate escapes)
+        raise argparse.ArgumentTypeError("argument is not valid UTF-8 text") from None
     return text
 
 
@@ -230,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report(exc.problems)
     except exception.ConfigError as exc:
         _report(exc.problems)
-    except (exception.InvalidAddress, exception.MigrationRefused) as exc:
+    except exception.MigratorError as exc:  # refused migration, bad address, no libvirt...
         _report([str(exc)])
     except KeyboardInterrupt:
         sys.stderr.write("migrator: interrupted\n")
@@ -242,4 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # `python -m migrator.cli` runs this file as __main__; use the importable module so
+    # that its exception classes are the ones the subcommands raise.
+    from migrator.cli import main as _main
+
+    sys.exit(_main())

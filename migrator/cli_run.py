@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -97,10 +99,12 @@ def _rate(text: str) -> float:
 
 
 def _seconds(text: str) -> float:
+    if not re.fullmatch(r"[0-9]{1,8}(\.[0-9]{1,6})?", text):
+        raise argparse.ArgumentTypeError(f"{ascii(text[:40])} is not a number of seconds")
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(f"{ascii(text[:40])} is not a number of seconds") from None
     if value < 0 or value != value or value > 10**7:
         raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 10000000 seconds")
     return value
@@ -173,6 +177,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from migrator import simulate
 
     conf = _driver_conf(args.config_file)
+    if args.plot:
+        _check_plot_target(args.plot)  # before a long run, not after it
     bar = ProgressBar(sys.stderr, enabled=not args.json or sys.stderr.isatty())
     try:
         result = simulate.run(
@@ -192,6 +198,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.plot:
         simulate.plot(result, args.plot)
     return _emit(result.outcome, args.json, "simulated")
+
+
+def _check_plot_target(path: str) -> None:
+    from migrator.cli import UsageError
+
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install 'migrator[plot]'") from None
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise UsageError(f"--plot {path}: cannot write in {folder}")
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -164,6 +164,7 @@ Related options:
         "live_migration_bandwidth",
         default=0,
         min=0,
+        max=8796093022207,  # libvirt's limit for QEMU (QEMU_DOMAIN_MIG_BANDWIDTH_MAX)
         help="""
 Maximum bandwidth of a live migration, in MiB/s.
 
@@ -179,6 +180,7 @@ Possible values:
         "live_migration_downtime",
         default=500,
         min=100,
+        max=2000000,  # QEMU refuses a larger downtime limit
         help="""
 Maximum downtime of the guest at switchover, in milliseconds.
 
@@ -198,6 +200,7 @@ Related options:
         "live_migration_downtime_steps",
         default=10,
         min=3,
+        max=1000,
         help="""
 Number of increments of the downtime ramp up to ``live_migration_downtime``.
 
@@ -321,6 +324,7 @@ Related options:
         "live_migration_parallel_connections",
         default=1,
         min=1,
+        max=255,  # QEMU's multifd-channels is 8 bits wide
         help="""
 Number of parallel connections (QEMU multifd) that carry the migration data.
 
@@ -531,6 +535,8 @@ def _explain(group: str, opt: cfg.Opt, exc: Exception) -> str:
     if "detail='" in text:
         where = " in " + text.split("detail='", 1)[1].split("'", 1)[0]
     reason = text.split("is not valid: ", 1)[-1]
+    if len(reason) > 200:  # a huge bad value must not come back whole
+        reason = reason[:150] + f"... ({len(reason)} characters)"
     return f"[{group}] {opt.dest}{where}: {reason}; {_fix_hint(opt)}"
 
 
@@ -551,6 +557,13 @@ def read_values(conf: cfg.ConfigOpts) -> dict[str, object]:
                 values[opt.dest] = getattr(group, opt.dest)
             except (cfg.ConfigFileValueError, ValueError) as exc:
                 problems.append(_explain(name, opt, exc))
+            except (cfg.TemplateSubstitutionError, cfg.NoSuchOptError) as exc:
+                # oslo.config reads '$name' in a value as a reference to another option
+                problems.append(
+                    f"[{name}] {opt.dest}: the value contains '$', which oslo.config reads as "
+                    f"a reference to another option ({str(exc)[:120]}); write '$$' for a "
+                    "literal '$'"
+                )
     if problems:
         raise exception.ConfigError(problems)
     return values

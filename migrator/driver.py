@@ -11,6 +11,7 @@ are closed when the migration has settled.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -92,9 +93,15 @@ class _Slots:
         self._waiting: collections.deque[object] = collections.deque()
         self._cond = threading.Condition()
 
-    def acquire(self, token: object, cancelled: threading.Event) -> bool:
+    def enqueue(self, token: object) -> None:
+        """Take a place in the queue now (in the caller's thread: call order is queue order)."""
         with self._cond:
             self._waiting.append(token)
+
+    def acquire(self, token: object, cancelled: threading.Event) -> bool:
+        with self._cond:
+            if token not in self._waiting:
+                self._waiting.append(token)
             try:
                 while not cancelled.is_set():
                     if self._busy < self.size and self._waiting[0] is token:
@@ -312,6 +319,8 @@ class LiveMigrationDriver:
                     f"{handle.name} is already being migrated to {self._active[handle.uuid].dest}"
                 )
             self._active[handle.uuid] = handle
+        if self._slots is not None:
+            self._slots.enqueue(handle)
         concurrency.spawn(
             lambda: self._run(
                 handle, dom, request, post_method, recover_method, on_progress, on_sample
@@ -541,6 +550,7 @@ class LiveMigrationDriver:
         return None
 
     def _finish(self, handle, outcome: MigrationOutcome, post_method, recover_method) -> None:
+        _redact(outcome)
         handle.outcome = outcome
         handle.status = outcome.status
         with self._active_lock:
@@ -554,6 +564,25 @@ class LiveMigrationDriver:
                           if hasattr(callback, "__name__") else "callback")
         finally:
             handle._done.set()
+
+
+def _redact(outcome: MigrationOutcome) -> None:
+    """Remove the live_migration_uri password from everything the outcome carries.
+
+    libvirt echoes the URI in some errors ("Unable to parse URI ..."), and the
+    outcome is logged and stored by callers.
+    """
+    secret = uri.password(outcome.plan.uri) if outcome.plan is not None else None
+    if not secret:
+        return
+    hide = lambda text: uri.redact(text, secret) if text else text  # noqa: E731
+    outcome.error = hide(outcome.error)
+    outcome.monitor_error = hide(outcome.monitor_error)
+    outcome.notes = [hide(n) for n in outcome.notes]
+    outcome.actions = [
+        dataclasses.replace(a, reason=hide(a.reason), error=hide(a.error))
+        for a in outcome.actions
+    ]
 
 
 def _chain(source: Future[bool], target: Future[bool]) -> None:

@@ -11,6 +11,7 @@ never something to discover mid-migration.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,8 @@ DEFAULT_QEMU_VERSION: c.Version = (6, 2, 0)
 MIN_QEMU_MULTIFD_WITH_POSTCOPY: c.Version = (10, 1, 0)
 MIN_LIBVIRT_MIGRATE_TO_URI3: c.Version = (1, 1, 0)
 SUPPORTED_VIRT_TYPES = ("kvm", "qemu")
+_DISK_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_NUM_RE = re.compile(r"^[0-9]{1,9}$")
 
 # Flags migrator decides itself: an operator asking for them in
 # live_migration_extra_flags is told which option (or fact) controls them.
@@ -144,7 +147,7 @@ class Plan:
     """The exact ``migrateToURI3`` call for one migration, and why."""
 
     flags: int
-    uri: str
+    uri: str = field(repr=False)  # may carry a password (live_migration_uri): see to_dict()
     migrate_uri: str | None
     params: dict[str, Any]
     decisions: tuple[Decision, ...]
@@ -154,6 +157,10 @@ class Plan:
     @property
     def flag_names(self) -> list[str]:
         return c.flag_names(self.flags)
+
+    @property
+    def display_uri(self) -> str:
+        return uri.mask_credentials(self.uri)
 
     @property
     def warnings(self) -> list[str]:
@@ -478,6 +485,12 @@ def plan(options: Options, host: HostFacts, migration: MigrationFacts) -> Plan:
     """
     eff = _validated(options, host)
     uri.validate_address(migration.dest, "destination host")
+    for disk in migration.disks:
+        if not _DISK_RE.match(disk):
+            raise exception.MigrationRefused(
+                f"disk {ascii(disk[:40])} is not a disk target name like vda or hdb "
+                "(letters, digits, '_', '.', '-'; at most 64)"
+            )
     if migration.inbound_addr is not None:
         uri.validate_address(migration.inbound_addr, "destination inbound address")
 
@@ -711,12 +724,12 @@ def libvirt_rule_violations(flags: int, params: Mapping[str, Any]) -> list[str]:
 def parse_version(text: str) -> c.Version:
     """'9.0.0' -> (9, 0, 0); also accepts libvirt's integer form '9000000'."""
     text = text.strip()
-    if text.isdigit() and len(text) > 3:
+    if _NUM_RE.match(text) and len(text) > 3:
         n = int(text)
         return (n // 1_000_000, (n // 1000) % 1000, n % 1000)
     parts = text.split(".")
-    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
-        raise ValueError(f"{text!r} is not a version like 9.0.0")
+    if not 1 <= len(parts) <= 3 or not all(_NUM_RE.match(p) for p in parts):
+        raise ValueError(f"{ascii(text[:40])} is not a version like 9.0.0")
     nums = [int(p) for p in parts] + [0] * (3 - len(parts))
     return (nums[0], nums[1], nums[2])
 

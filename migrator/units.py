@@ -14,37 +14,49 @@ _BITS = {"bit": 1, "kbit": 1000, "mbit": 1000**2, "gbit": 1000**3, "tbit": 1000*
 _RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*(/s|ps)?\s*$")
 
 
+MAX_SIZE = 1024**5  # 1 PiB: larger is a typo, not a guest
+MAX_RATE = 1e12  # 1 TB/s
+
+
 def _split(text: str, what: str) -> tuple[float, str, bool]:
-    m = _RE.match(text) if len(text) < 64 else None
+    m = _RE.match(text) if len(text) < 64 and text.isascii() else None
     if not m:
-        raise ValueError(f"{text!r} is not a {what} like 8GiB or 400MiB/s")
+        raise ValueError(f"{ascii(text[:40])} is not a {what} like 8GiB or 400MiB/s")
     return float(m.group(1)), m.group(2).lower(), bool(m.group(3))
+
+
+def _bounded(value: float, limit: float, text: str, what: str) -> float:
+    if not 0 < value <= limit:
+        raise ValueError(f"{ascii(text[:40])}: a {what} must be above 0 and at most "
+                         f"{human_bytes(limit)}{'/s' if what == 'rate' else ''}")
+    return value
 
 
 def parse_size(text: str) -> int:
     """Bytes in ``text`` ('8GiB', '512MiB', '1.5TB', '4096')."""
     value, unit, per_second = _split(text, "size")
     if per_second or unit not in _SIZE:
-        raise ValueError(f"{text!r} is not a size; use B, KiB, MiB, GiB, TiB (or kB, MB, GB)")
-    return int(value * _SIZE[unit])
+        raise ValueError(f"{ascii(text[:40])} is not a size; use B, KiB, MiB, GiB, TiB "
+                         "(or kB, MB, GB)")
+    return int(_bounded(value * _SIZE[unit], MAX_SIZE, text, "size"))
 
 
 def parse_rate(text: str) -> float:
     """Bytes per second in ``text`` ('400MiB/s', '10Gbit/s', '1.2GB/s')."""
     value, unit, _ = _split(text, "rate")
     if unit in _BITS:
-        return value * _BITS[unit] / 8
+        return _bounded(value * _BITS[unit] / 8, MAX_RATE, text, "rate")
     if unit in _SIZE:
-        return value * _SIZE[unit]
-    raise ValueError(f"{text!r} is not a rate; use e.g. 400MiB/s, 1.2GB/s or 10Gbit/s")
+        return _bounded(value * _SIZE[unit], MAX_RATE, text, "rate")
+    raise ValueError(f"{ascii(text[:40])} is not a rate; use e.g. 400MiB/s, 1.2GB/s or 10Gbit/s")
 
 
 def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n:.1f} TiB"
+    return f"{n:.1f} PiB"
 
 
 def human_seconds(s: float) -> str:

@@ -8,7 +8,7 @@ crafted address cannot add a path, user info, a query or a second host.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from oslo_utils import netutils
 
@@ -20,6 +20,9 @@ _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOSTNAME_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*\.?$")
 _SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.-]*$")
 _ENCRYPTED_TRANSPORTS = frozenset({"tls", "ssh", "libssh", "libssh2"})
+# libvirt's remote transports (qemu+<transport>://)
+TRANSPORTS = ("tcp", "tls", "ssh", "libssh", "libssh2", "unix", "ext")
+_MARKER = "migrator-destination-marker"
 _MAX_ADDRESS_LEN = 255
 
 
@@ -96,10 +99,10 @@ def uri_host(address: str) -> str:
 
 
 def validate_scheme(scheme: str) -> str:
-    if not _SCHEME_RE.match(scheme):
+    if scheme not in TRANSPORTS:
         raise exception.ConfigError(
-            f"[libvirt] live_migration_scheme {_describe(scheme)} is not a URI scheme; use a "
-            "libvirt transport such as tcp, tls or ssh"
+            f"[libvirt] live_migration_scheme {_describe(scheme)} is not a libvirt transport; "
+            f"use one of: {', '.join(TRANSPORTS)}"
         )
     return scheme
 
@@ -112,10 +115,19 @@ def validate_template(template: str) -> str:
             "goes) and no other '%'; for example qemu+ssh://%s/system. Better: unset it and "
             "use live_migration_scheme and live_migration_inbound_addr"
         )
-    scheme = urlsplit(template.replace("%s", "destination")).scheme
-    if not scheme or not _SCHEME_RE.match(scheme):
+    try:
+        parts = urlsplit(template.replace("%s", _MARKER))
+        host = parts.hostname
+    except ValueError:
+        host, parts = None, None
+    if parts is None or not parts.scheme or not _SCHEME_RE.match(parts.scheme):
         raise exception.ConfigError(
             "[libvirt] live_migration_uri must start with a URI scheme such as qemu+tcp://"
+        )
+    if host != _MARKER:
+        raise exception.ConfigError(
+            "[libvirt] live_migration_uri must have its '%s' where the host name goes, as in "
+            "qemu+ssh://%s/system; anywhere else every migration goes to the same place"
         )
     return template
 
@@ -148,14 +160,30 @@ def data_uri(address: str) -> str:
     return f"tcp://{uri_host(address)}"
 
 
+def password(uri: str) -> str | None:
+    """The password in ``scheme://user:password@host...``, or None.
+
+    Everything between the first ':' after the user name and the last '@' is
+    the password, so reserved characters in it ('/', '?', '#') are covered.
+    """
+    if "://" not in uri:
+        return None
+    rest = uri.split("://", 1)[1]
+    at = rest.rfind("@")
+    if at < 0:
+        return None
+    userinfo = rest[:at]
+    if ":" not in userinfo:
+        return None
+    return userinfo.split(":", 1)[1] or None
+
+
 def mask_credentials(uri: str) -> str:
     """The URI with any password replaced by ``***``, safe to log or print."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return "<unparsable URI>"
-    if parts.password is None:
-        return uri
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    secret = password(uri)
+    return redact(uri, secret)
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` replaced by ``***``."""
+    return text.replace(secret, "***") if secret else text

@@ -157,11 +157,6 @@ def test_ten_megabyte_file_of_comments(tmp_path, capsys):
     assert json.loads(out)["params"]["bandwidth"] == 3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: an invalid 10 MB value is echoed in full in the error: oslo.config's message "
-    "('<value> is not a valid host address') goes unchanged through conf._explain(), so "
-    "stderr gets 10 MB for one bad live_migration_inbound_addr. Fix: in conf._explain() "
-    "shorten the value in the reason (as uri._describe() does: 80 characters and '...')"))
 def test_ten_megabyte_bad_value_gives_a_short_error(tmp_path, capsys):
     path = write(tmp_path, b"[libvirt]\nlive_migration_inbound_addr = " + b"a" * 10_000_000)
     code, out, err = cli_in_process(capsys, "plan", "--config-file", path, "--dest", "h")
@@ -169,12 +164,6 @@ def test_ten_megabyte_bad_value_gives_a_short_error(tmp_path, capsys):
     assert "live_migration_inbound_addr" in err
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: live_migration_scheme is only checked against a URI-scheme regex, so a 10 MB "
-    "scheme of letters (or any unknown transport, e.g. 'kvm') is accepted and becomes a "
-    "10 MB control URI that libvirt refuses only mid-migration. Fix: uri.validate_scheme() "
-    "should accept libvirt's remote transports only (tcp, tls, ssh, libssh, libssh2, unix, "
-    "ext), which also bounds the length"))
 def test_oversized_or_unknown_scheme_is_refused(tmp_path, capsys):
     for scheme in (b"a" * 10_000_000, b"kvm"):
         path = write(tmp_path, b"[libvirt]\nlive_migration_scheme = " + scheme + b"\n")
@@ -183,13 +172,6 @@ def test_oversized_or_unknown_scheme_is_refused(tmp_path, capsys):
         assert "live_migration_scheme" in err
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: oslo.config interpolates '$name' in values, so a '$' in any [libvirt] value (a "
-    "password in live_migration_uri, a typo) raises NoSuchOptError (or silently takes "
-    "another option's value: '${libvirt.virt_type}'); conf.read_values() catches only "
-    "ValueError/ConfigFileValueError, and `migrator plan` dies with a traceback (exit 1). "
-    "Fix: catch cfg.Error in read_values() and report '[libvirt] <option>: '$' starts "
-    "a variable; write $$ for a literal $'"))
 @pytest.mark.parametrize("line", ["live_migration_scheme = $foo",
                                   "live_migration_uri = qemu+tcp://admin:pa$word@%s/system"])
 def test_dollar_in_a_value_is_a_clear_error(tmp_path, capsys, line):
@@ -214,9 +196,7 @@ HUGE_VALUES = {
 
 
 @pytest.mark.parametrize("option", [
-    pytest.param(option, marks=pytest.mark.xfail(strict=True, reason=(
-        f"BUG: {option} = {value} passes init_host: {why}")))
-    for option, (value, why) in sorted(HUGE_VALUES.items())
+    option for option in sorted(HUGE_VALUES)
 ])
 def test_huge_numbers_are_refused_at_start_up(fake, option):
     value, _why = HUGE_VALUES[option]
@@ -277,13 +257,6 @@ def test_template_with_extra_percent_or_no_host_fails_start_up(fake, template):
         driver.init_host()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: uri.validate_template() checks for one '%s' and a scheme but not where the '%s' "
-    "is: 'qemu+tcp://%s@evil/system', 'qemu+tcp://evil/%s' or "
-    "'qemu+tcp://evil/system?x=%s' send every migration to the fixed host 'evil', whatever "
-    "destination the scheduler chose (the guest lands where the caller's records say it is "
-    "not). Fix: require urlsplit(template.replace('%s', 'placeholder.invalid')).hostname "
-    "== 'placeholder.invalid' (and no port in the template when addresses may carry one)"))
 @pytest.mark.parametrize("template", ["qemu+tcp://%s@evil/system", "qemu+tcp://evil/%s",
                                       "qemu+tcp://evil/system?x=%s"])
 def test_template_must_put_the_destination_in_the_host_part(fake, template):
@@ -312,12 +285,6 @@ def test_template_password_never_in_logs_or_outcome(fake, caplog):
     assert all(PASSWORD not in str(d) for d in handle.plan.decisions)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the Plan dataclass repr shows the control URI in clear, so repr() of a "
-    "MigrationOutcome (outcome.plan) or a handle's plan carries the password of "
-    "live_migration_uri; a compute service that logs the outcome it is handed (Nova logs "
-    "migrate_data objects) leaks it. Fix: field(repr=False) for Plan.uri with a __repr__ "
-    "that shows uri.mask_credentials(uri)"))
 def test_template_password_not_in_the_outcome_repr(fake):
     driver, conn = driver_for(fake, conf_from(f"live_migration_uri = {CRED_TEMPLATE}"))
     driver.init_host()
@@ -327,13 +294,6 @@ def test_template_password_not_in_the_outcome_repr(fake):
     assert PASSWORD not in repr(outcome) and PASSWORD not in repr(handle.plan)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: outcome.error carries libvirt's message verbatim, and libvirt echoes the URI in "
-    "some errors (seen on this host: 'internal error: Unable to parse URI <uri>'), so the "
-    "password of live_migration_uri reaches the callbacks, to_dict() and the CLI's "
-    "'Error:' line. Fix: mask the template's credentials (the password substring) in "
-    "every error, note and log text built from libvirt errors (Monitor._status, the "
-    "driver's LOG.exception)"))
 def test_template_password_masked_in_libvirt_errors(fake, caplog):
     caplog.set_level(logging.DEBUG)
     fake.world.faults.fail("migrateToURI3", code=C.VIR_ERR_INTERNAL_ERROR,
@@ -349,13 +309,6 @@ def test_template_password_masked_in_libvirt_errors(fake, caplog):
     assert PASSWORD not in json.dumps(outcome.to_dict()) and PASSWORD not in caplog.text
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: uri.mask_credentials() relies on urlsplit(), whose netloc ends at the first '/', "
-    "'?' or '#': with such a character in the password ('admin:s3/cr3t@%s') it finds no "
-    "user info and returns the URI unmasked, so `migrator plan` and the driver's 'starting' "
-    "log line print the password (validate_template() accepts the template). Fix: mask "
-    "everything between '://' and the last '@' before the host, or refuse user info with "
-    "unencoded reserved characters in validate_template()"))
 @pytest.mark.parametrize("password", ["s3/cr3t", "s3?cr3t", "s3#cr3t"])
 def test_password_with_reserved_characters_is_masked(tmp_path, capsys, password):
     path = write(tmp_path, f"[libvirt]\nlive_migration_uri = qemu+tcp://admin:{password}@%s"
@@ -417,7 +370,6 @@ CLI_CASES: dict[str, tuple[list, dict | None]] = {
     "migrate-dest-crafted": (["migrate", "--connect", TEST_DRIVER, "test", "h/evil"], None),
     "migrate-inbound-not-utf8": (["migrate", "--connect", TEST_DRIVER, "test", "h",
                                   "--inbound-addr", NOT_UTF8], None),
-    # known bugs (xfail below)
     "simulate-config-missing": (["simulate", "--config-file", "/nonexistent/é.conf"], None),
     "migrate-config-missing": (["migrate", "--config-file", b"/nonexistent/\xff.conf",
                                 "--connect", TEST_DRIVER, "test", "h"], None),
@@ -467,63 +419,6 @@ IN_PROCESS_CASES = {
 }
 
 
-XFAIL_CLI = {
-    "simulate-config-missing": (
-        "BUG: under `python -m migrator.cli` the module runs as __main__ and cli_run "
-        "imports migrator.cli a second time (from migrator.cli import _load_conf), so the "
-        "UsageError it raises is migrator.cli.UsageError, which __main__.main() does not "
-        "catch: `python -m migrator.cli simulate|migrate --config-file <missing or "
-        "malformed>` ends in a traceback (the `migrator` console script is fine). Fix: in "
-        "cli.py's __main__ block import and call migrator.cli.main (or add "
-        "migrator/__main__.py), and pass _load_conf to cli_run instead of importing it"),
-    "migrate-config-missing": (
-        "BUG: same double import of migrator.cli under `python -m` as for simulate: "
-        "migrate with a missing config file ends in a traceback"),
-    "plan-disk-non-ascii": (
-        "BUG: --disk names (and MigrationFacts.disks / the driver's disks=) are not "
-        "validated: non-ASCII, control characters or 4096-character names go into the "
-        "migrate_disks parameter and the plan output (exit 0). Fix: validate disk targets in "
-        "flags.plan() (e.g. ^[A-Za-z0-9_.-]{1,32}$, a MigrationRefused naming the disk)"),
-    "plan-version-non-ascii-digits": (
-        "BUG: flags.parse_version() uses str.isdigit()/int(), which accept non-ASCII "
-        "digits: '--libvirt-version ٩.٠.٠' is read as 9.0.0. Fix: match ^[0-9]+$ "
-        "(ASCII) for each part"),
-    "simulate-seconds-non-ascii-digits": (
-        "BUG: cli_run._seconds() uses float(), which accepts non-ASCII digits: "
-        "'--force-complete-at ١٠' is read as 10 s. Fix: match an ASCII number first"),
-    "simulate-memory-oversized": (
-        "BUG: units._split() puts the whole input in its error ('<4000 characters> is not a "
-        "size like 8GiB'), so an oversized --memory/--dirty-rate/--bandwidth gives a "
-        "4000-character error line. Fix: show a shortened value (uri._describe())"),
-    "simulate-memory-zero": (
-        "BUG: simulate accepts --memory 0 (and any size or rate of 0): the simulated "
-        "hypervisor raises 'memory, bandwidth and link_rate must be positive' inside the "
-        "monitor, which aborts and reports 'cancelled' with exit 1. Fix: _size()/_rate() "
-        "in cli_run should require a positive value (argparse error, exit 2)"),
-    "simulate-bandwidth-zero": (
-        "BUG: simulate accepts --bandwidth 0; same failure as --memory 0 (exit 1, "
-        "'cancelled'). Fix: a positive rate in cli_run._rate()"),
-    "simulate-plot-unwritable": (
-        "BUG: simulate runs the whole simulation, then simulate.plot() raises "
-        "FileNotFoundError (or ImportError without matplotlib) and the user gets a "
-        "traceback, exit 1. Fix: catch OSError/ImportError around plot() in "
-        "cmd_simulate and raise UsageError, or check the directory before simulating"),
-    "migrate-connect-not-utf8": (
-        "BUG: a --connect URI that is not valid UTF-8 makes libvirt-python raise "
-        "UnicodeEncodeError in lv.open(), which cmd_migrate does not catch: traceback, exit "
-        "1 (plan turns the same error into exit 2). Fix: refuse text that does not encode "
-        "to UTF-8 (lone surrogates) in cli._checked_text()"),
-    "migrate-domain-not-utf8": (
-        "BUG: a DOMAIN argument that is not valid UTF-8 makes conn.lookupByName() raise "
-        "UnicodeEncodeError: traceback, exit 1. Fix: as for --connect, in "
-        "cli._checked_text()"),
-    "migrate-without-libvirt-python": (
-        "BUG: without libvirt-python, `migrator migrate` raises MigratorError('libvirt-python "
-        "is not installed ...') from _libvirt.module(), which cli.main() does not catch "
-        "(only UsageError, ConfigError, InvalidAddress, MigrationRefused): traceback, exit 1. "
-        "Fix: catch exception.MigratorError in cli.main() (exit 2) or turn it into a "
-        "UsageError in cmd_migrate"),
-}
 
 
 def _run_cli(case: str, tmp: Path) -> subprocess.CompletedProcess:
@@ -549,11 +444,7 @@ def cli_runs(tmp_path_factory):
         return {case: fut.result() for case, fut in futures.items()}
 
 
-CLI_PARAMS = [
-    pytest.param(case, marks=pytest.mark.xfail(strict=True, reason=XFAIL_CLI[case]))
-    if case in XFAIL_CLI else case
-    for case in CLI_CASES
-]
+CLI_PARAMS = list(CLI_CASES)
 
 
 @pytest.mark.parametrize("case", CLI_PARAMS)
@@ -587,12 +478,6 @@ def test_simulate_with_a_password_in_the_template_prints_none(tmp_path):
         assert PASSWORD not in proc.stdout + proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: units.parse_size() has no upper bound: `simulate --memory "
-    "99999999999999999999999999GiB` (or 1e25 TiB) is accepted and the simulation runs "
-    "for simulate.run()'s 600 s real-time limit, then fails with a RuntimeError traceback. "
-    "Fix: cap sizes and rates in cli_run._size()/_rate() (e.g. 64 TiB of memory, 1 Tbit/s) "
-    "with an argparse error"))
 def test_absurd_sizes_are_refused_by_the_parser():
     parser = cli.build_parser()
     with pytest.raises(SystemExit) as exc:

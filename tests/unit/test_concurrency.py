@@ -205,15 +205,9 @@ def test_one_at_a_time_runs_in_request_order(fake, started):
     assert sampler.peak_jobs == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a migration takes its place in the max_concurrent_live_migrations queue only "
-    "when its own thread runs (_Slots.acquire() in LiveMigrationDriver._run), not when "
-    "live_migration() is called: if the OS (or eventlet's hub) runs the thread of a later "
-    "request first, that one is served first, so first come, first served depends on "
-    "thread scheduling. Fix: append the handle to the queue in live_migration(), under "
-    "the driver's lock, before spawning its thread (acquire() then only waits for its "
-    "turn)"))
 def test_queue_order_does_not_depend_on_thread_scheduling(fake, started, monkeypatch):
+    """The queue place is taken when live_migration() is called, not when the
+    migration's thread first runs (the OS or eventlet's hub may run a later one first)."""
     for i in range(3):
         quick_guest(fake, f"vm{i}")
     real_spawn = concurrency.spawn

@@ -3,6 +3,8 @@
 * ``rig``: started once per session (mode from ``MIGRATOR_RIG_MODE``, default loopback).
 * ``netns_rig``: a rig in netns mode (link cut/shape); the same object as ``rig`` when
   ``MIGRATOR_RIG_MODE=netns``, otherwise a second pair of daemons started on first use.
+* ``tls_rig``: a netns-mode rig with a test CA, host certificates and libvirtd TLS listeners
+  (``Rig(tls=True)``), base dir ``<MIGRATOR_RIG_BASE>-tls``; started on first use.
 * After every test the guests of every started rig are destroyed and undefined.
 
 If a rig cannot start, the tests that need it are skipped with the reason, or fail with it
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.rig import Rig, RigError
+from tests.functional.rig import DEFAULT_BASE, Rig, RigError
 
 _STARTED: dict[str, Rig] = {}
 _CAPS_CACHE: list[Path] = []
@@ -52,16 +54,17 @@ def _caps_cache() -> Path:
     return _CAPS_CACHE[0]
 
 
-def _start(mode: str) -> Rig:
-    rig = Rig(mode=mode, caps_cache=_caps_cache())
+def _start(mode: str, key: str | None = None, **kwargs: object) -> Rig:
+    key = key or mode
+    rig = Rig(mode=mode, caps_cache=_caps_cache(), **kwargs)  # type: ignore[arg-type]
     try:
         rig.start()
     except (RigError, OSError) as e:
-        msg = f"functional test rig ({mode}) cannot start: {e}"
+        msg = f"functional test rig ({key}) cannot start: {e}"
         if os.environ.get("MIGRATOR_REQUIRE_RIG") == "1":
             pytest.fail(msg, pytrace=False)
         pytest.skip(msg)
-    _STARTED[mode] = rig
+    _STARTED[key] = rig
     return rig
 
 
@@ -89,6 +92,13 @@ def netns_rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
     r = _start("netns")
     yield r
     _stop("netns")
+
+
+@pytest.fixture(scope="session")
+def tls_rig() -> Iterator[Rig]:
+    r = _start("netns", "tls", base=DEFAULT_BASE + "-tls", tls=True)
+    yield r
+    _stop("tls")
 
 
 @pytest.fixture(autouse=True)

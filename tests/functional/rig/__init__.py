@@ -10,6 +10,10 @@ namespace, so its pid files, monitor sockets and logs stay per host too.
 * ``mode="netns"``: each daemon also gets its own network namespace, joined by a veth pair
   whose addresses exist only inside those namespaces, so a test can cut or shape the link.
 
+* ``tls=True`` (either mode): a test CA and host certificates are made at start (``tls.py``),
+  each daemon also listens for TLS (port 16514, ``Host.tls_peer_uri``), and each host's
+  ``/etc/pki`` (libvirt's and QEMU's certificates) is bind-mounted in its mount namespace.
+
 Clients in this process always talk to the daemons over their UNIX sockets (that works
 across network namespaces, and is what a compute service does with its local daemon); the
 daemons reach each other over TCP (``Host.peer_uri``), the QEMU stream goes to ``Host.addr``.
@@ -84,6 +88,10 @@ HOST_UUIDS = {
 MIGRATION_PORTS = {"a": (49152, 49183), "b": (49184, 49215)}
 LOOPBACK_ADDRS = {"a": "127.0.0.2", "b": "127.0.0.3"}
 NETNS_ADDRS = {"a": "10.211.77.1", "b": "10.211.77.2"}
+# TLS mode: libvirtd's TLS listener, and the /etc/pki tree (per host) it and QEMU read
+TLS_PORT = 16514
+PKI_MOUNT = "/etc/pki"
+TLS_DOMAIN = "rig.test"  # host names <h>.rig.test: reserved TLD, never resolvable
 DEFAULT_LOG_FILTERS = "1:qemu.qemu_migration 1:qemu.qemu_migration_params 1:libvirt.domain 3:*"
 
 # VIR_MIGRATE_LIVE | PEER2PEER | PERSIST_DEST | UNDEFINE_SOURCE (1|2|8|16): what a compute
@@ -130,6 +138,16 @@ class Host:
     def peer_uri(self) -> str:
         """URI the *other* daemon uses to reach this one (``dconnuri`` of migrateToURI3)."""
         return f"qemu+tcp://{self.addr}:{PORT}/system"
+
+    @property
+    def tls_peer_uri(self) -> str:
+        """Like ``peer_uri``, over libvirtd's TLS listener (``Rig(tls=True)`` only)."""
+        return f"qemu+tls://{self.addr}:{TLS_PORT}/system"
+
+    @property
+    def tls_name(self) -> str:
+        """The host name its certificates carry next to its address (never resolvable)."""
+        return f"{self.name}.{TLS_DOMAIN}"
 
     @property
     def migrate_uri(self) -> str:
@@ -283,11 +301,16 @@ def build_guest(dest: Path) -> Path:
 # --------------------------------------------------------------------------- config files
 
 
-def _libvirtd_conf(host: Host, log_filters: str, keepalive: tuple[int, int]) -> str:
+def _libvirtd_conf(host: Host, log_filters: str, keepalive: tuple[int, int],
+                   tls: bool = False) -> str:
+    # TLS mode: certificates at libvirt's default paths under /etc/pki (the host's own tree,
+    # bind-mounted); clients are verified against the test CA, no SASL on top
+    listen_tls = (f'listen_tls = 1\ntls_port = "{TLS_PORT}"\nauth_tls = "none"' if tls
+                  else "listen_tls = 0")
     return f"""\
 # libvirtd.conf for rig host {host.name}: test-only, plain TCP without auth on a
 # loopback/namespace-only address.
-listen_tls = 0
+{listen_tls}
 listen_tcp = 1
 listen_addr = "{host.addr}"
 tcp_port = "{PORT}"
@@ -362,7 +385,7 @@ def _flock_path(path: Path, how: int) -> int:
         os.close(fd)
 
 
-def _mountpoints_acquire() -> int:
+def _mountpoints_acquire(extra: tuple[str, ...] = ()) -> int:
     users = _flock_path(MOUNTPOINTS_USERS, fcntl.LOCK_SH)
     mutex = _flock_path(MOUNTPOINTS_MUTEX, fcntl.LOCK_EX)
     try:
@@ -370,7 +393,7 @@ def _mountpoints_acquire() -> int:
             created = json.loads(MOUNTPOINTS_CREATED.read_text())
         except (OSError, ValueError):
             created = []
-        for mnt in BIND_DIRS.values():
+        for mnt in (*BIND_DIRS.values(), *extra):
             if not os.path.isdir(mnt):
                 os.makedirs(mnt)
                 created.append(mnt)
@@ -543,6 +566,7 @@ class Rig:
         keep: bool | None = None,
         caps_cache: str | Path | None = None,
         start_timeout: float = 240.0,
+        tls: bool = False,
     ) -> None:
         if mode not in ("loopback", "netns"):
             raise ValueError(f"mode must be 'loopback' or 'netns', not {mode!r}")
@@ -558,6 +582,11 @@ class Rig:
         self.p2p_keepalive = p2p_keepalive
         self.keep = keep if keep is not None else os.environ.get("MIGRATOR_RIG_KEEP") == "1"
         self.start_timeout = start_timeout
+        # TLS mode: a test CA and host certificates (made at start), libvirtd's TLS listener,
+        # and each host's /etc/pki (see tls.py) bind-mounted for libvirtd and its QEMUs
+        self.tls = tls
+        self.pki: Any = None  # tls.Pki once started
+        self.certs: dict[str, Any] = {}  # host -> its tls.Cert
         # QEMU capability cache to seed the daemons from and save to: the first start of a
         # daemon spends ~1.3 s probing QEMU, a valid cache cuts that to ~0.2 s (libvirt itself
         # re-validates it: binary ctime, libvirt version, host CPU, kernel).
@@ -622,6 +651,8 @@ class Rig:
         tools = ["libvirtd", "unshare", "mount", "gcc", "ld", "qemu-img", "qemu-io"]
         if self.mode == "netns":
             tools += ["ip", "tc"]
+        if self.tls:
+            tools += ["openssl"]
         missing = [t for t in tools if not shutil.which(t, path=_env()["PATH"])]
         if not os.path.exists(QEMU):
             missing.append(QEMU)
@@ -664,7 +695,7 @@ class Rig:
 
     def _start(self, t0: float) -> None:
         stale = clean_stale(self.base)
-        for sub in ("a", "b", "guest", "shared"):
+        for sub in ("a", "b", "guest", "shared", "pki"):
             if sub in ("a", "b") and (self.base / sub / "cache").is_dir():
                 # keep the QEMU capability cache of a kept rig: saves the probe if valid
                 for p in (self.base / sub).iterdir():
@@ -679,7 +710,7 @@ class Rig:
         if self.mode == "loopback":
             for h in self.hosts.values():
                 _check_port_free(h.addr, PORT)
-        self._mpfd = _mountpoints_acquire()
+        self._mpfd = _mountpoints_acquire((PKI_MOUNT,) if self.tls else ())
         if self.mode == "netns":
             self._make_netns()
         for h in self.hosts.values():
@@ -687,7 +718,7 @@ class Rig:
                 (h.root / sub).mkdir(parents=True, exist_ok=True)
             (h.root / "log" / "qemu").mkdir(exist_ok=True)
             (h.root / "lib" / "images").mkdir(exist_ok=True)
-            conf = _libvirtd_conf(h, self.log_filters, self.p2p_keepalive)
+            conf = _libvirtd_conf(h, self.log_filters, self.p2p_keepalive, self.tls)
             (h.root / "etc" / "libvirtd.conf").write_text(conf)
             (h.root / "etc" / "qemu.conf").write_text(_qemu_conf(h, self.p2p_keepalive))
             if self.caps_cache and self.caps_cache.is_dir():
@@ -695,6 +726,8 @@ class Rig:
                 dst.mkdir(parents=True, exist_ok=True)
                 for x in self.caps_cache.glob("*.xml"):
                     shutil.copy2(x, dst / x.name)
+        if self.tls:
+            self._make_pki()
         self.timings["prepare"] = time.monotonic() - t0
         self._launch_and_wait(list(self.hosts.values()))
         if self.caps_cache:
@@ -730,11 +763,32 @@ class Rig:
             _run(["ip", "-n", h.netns, "link", "set", "lo", "up"])
             _run(["ip", "-n", h.netns, "link", "set", h.veth, "up"])
 
+    def _make_pki(self) -> None:
+        from tests.functional.rig import tls
+
+        self.pki = tls.Pki(self.base / "pki")
+        for h in self.hosts.values():
+            self.certs[h.name] = self.pki.issue(h.name, ips=(h.addr,), dns=(h.tls_name,))
+            tls.Pki.host_tree(h.root / "pki", self.certs[h.name])
+
+    def set_qemu_server_cert(self, host: str | Host, cert: Any = None) -> None:
+        """Make ``host``'s QEMU present ``cert`` (a ``tls.Cert``) as the server of incoming
+        native-TLS migrations; None restores the host's own.  QEMU reads the files when a
+        migration starts, so this applies to the next migration (no daemon restart)."""
+        from tests.functional.rig import tls
+
+        if not self.tls:
+            raise RigError("certificates need Rig(tls=True)")
+        h = self.host(host)
+        tls.Pki.host_tree(h.root / "pki", self.certs[h.name], cert)
+
     def _launch(self, h: Host) -> None:
         for stale in (h.socket, h.root / "libvirtd.pid"):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
         binds = [f"mount --bind {h.root / sub} {mnt}" for sub, mnt in BIND_DIRS.items()]
+        if self.tls:
+            binds.append(f"mount --bind {h.root / 'pki'} {PKI_MOUNT}")
         # x86_64 guests only: hiding the i386 binary (in this namespace only) halves the
         # daemon's first-start QEMU capability probe (one QEMU run per binary and accelerator)
         if os.path.exists(QEMU_I386):
@@ -849,7 +903,7 @@ class Rig:
                 with _LIVE_LOCK:
                     _LIVE.discard(self)
                 if not self.keep:
-                    for sub in ("a", "b", "guest", "shared"):
+                    for sub in ("a", "b", "guest", "shared", "pki"):
                         shutil.rmtree(self.base / sub, ignore_errors=True)
                     for f in ("state.json", "state.json.tmp", ".lock"):
                         with contextlib.suppress(OSError):
@@ -1302,6 +1356,23 @@ class Rig:
             _run(["tc", "-n", str(h.netns), "qdisc", "replace", "dev", str(h.veth), "root",
                   "tbf", "rate", f"{rate_kbit}kbit", "burst", f"{burst_kb}kb",
                   "latency", "200ms"])
+
+    @contextlib.contextmanager
+    def tcp_patience(self, retries: int) -> Iterator[None]:
+        """Let TCP in both namespaces give up on unacknowledged data after ``retries``
+        retransmissions (``net.ipv4.tcp_retries2``; 4: ~6 s instead of ~15 min), restored to
+        the default 15 on exit.  A link cut that long then breaks QEMU's migration stream too,
+        as a long outage does on real hosts (not only libvirt's keepalive-watched connection)."""
+        hosts = self._need_netns()
+        try:
+            for h in hosts:
+                _run(["ip", "netns", "exec", str(h.netns), "sh", "-c",
+                      f"echo {int(retries)} > /proc/sys/net/ipv4/tcp_retries2"])
+            yield
+        finally:
+            for h in hosts:
+                _run(["ip", "netns", "exec", str(h.netns), "sh", "-c",
+                      "echo 15 > /proc/sys/net/ipv4/tcp_retries2"], check=False)
 
     def unshape_link(self) -> None:
         for h in self._need_netns():

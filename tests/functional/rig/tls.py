@@ -101,8 +101,10 @@ class Pki:
         """Write (or rewrite) the ``/etc/pki`` tree of one host under ``root``.
 
         ``cert`` serves libvirtd and QEMU, and is the host's client certificate for both;
-        ``qemu_server`` replaces it as QEMU's server certificate only (the one the source
-        QEMU checks against the destination's name during a native-TLS migration)."""
+        ``qemu_server`` replaces it as QEMU's server certificate (the one the source QEMU
+        checks during a native-TLS migration), and its CA becomes QEMU's CA (a QEMU refuses
+        a certificate its own CA did not sign): a certificate from another CA makes the
+        host's QEMU enrolled in that other PKI."""
         root = Path(root)
         qs = qemu_server or cert
         files = {
@@ -111,7 +113,7 @@ class Pki:
             "libvirt/private/serverkey.pem": cert.key,
             "libvirt/clientcert.pem": cert.cert,
             "libvirt/private/clientkey.pem": cert.key,
-            "qemu/ca-cert.pem": cert.ca,
+            "qemu/ca-cert.pem": qs.ca,
             "qemu/server-cert.pem": qs.cert,
             "qemu/server-key.pem": qs.key,
             "qemu/client-cert.pem": cert.cert,

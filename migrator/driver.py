@@ -458,9 +458,18 @@ class LiveMigrationDriver:
         handle.status = "running"
         worker.start()
         result = monitor.run()
+        source = _SourceView(self, source_uri, handle.uuid, conns)
         if result.status == POSTCOPY_FAILED:
             handle.status = "recovering"
-            self._resume_post_copy(result, mig_dom, plan, label)
+            self._resume_post_copy(result, source, plan, label)
+        if (result.status == COMPLETED and worker.error is not None
+                and plan.has(c.VIR_MIGRATE_UNDEFINE_SOURCE)):
+            # libvirt finished without the client, so its Confirm phase (which undefines) ran
+            # without us: a shut-off definition may be left on the source
+            source.undefine_leftover(result, label)
+        # a settled handle must not keep the libvirt connections alive
+        monitor.domain = None
+        worker.forget()
         outcome = MigrationOutcome(
             **{f: getattr(result, f) for f in Outcome.__dataclass_fields__},
             domain=handle.name, uuid=handle.uuid, dest=handle.dest, plan=plan,
@@ -476,7 +485,9 @@ class LiveMigrationDriver:
                 LOG.exception("%sprogress callback failed", label)
         return outcome
 
-    def _resume_post_copy(self, result: Outcome, dom: Any, plan: flags.Plan, label: str) -> None:
+    def _resume_post_copy(
+        self, result: Outcome, source: _SourceView, plan: flags.Plan, label: str
+    ) -> None:
         """Resume a post-copy whose link failed (POSTCOPY_RESUME, libvirt >= 8.5).
 
         Retries until the hosts can reach each other again, for at most
@@ -502,10 +513,28 @@ class LiveMigrationDriver:
         attempt, last = 0, first_error
         idle = threading.Event()
         while True:
+            waited = self.clock.now() - start
+            if source.moved():
+                # libvirt/QEMU finished the post-copy by itself once the link was back
+                result.status, result.error, result.error_code = COMPLETED, None, None
+                result.notes.append(f"post-copy was interrupted ({first_error}) and finished "
+                                    f"after {waited:.1f} s")
+                result.total_seconds += waited
+                return
+            dom = source.domain()
+            if dom is None:
+                if waited >= timeout:
+                    result.error = (f"post-copy failed ({first_error}) and the source libvirt "
+                                    f"stayed unreachable for {timeout} s: the guest runs on "
+                                    "the destination; check where its memory is")
+                    result.total_seconds += waited
+                    return
+                self.clock.wait(idle, min(5.0, max(timeout - waited, 0.1)))
+                continue
             attempt += 1
             LOG.warning("%spost-copy failed (%s); resuming it, attempt %d", label, last,
                         attempt)
-            worker = Worker(lambda: dom.migrateToURI3(plan.uri, plan.params, flags_),
+            worker = Worker(lambda d=dom: d.migrateToURI3(plan.uri, plan.params, flags_),
                             f"migrator-resume-{attempt}")
             worker.on_done = idle.set
             worker.start()
@@ -513,7 +542,7 @@ class LiveMigrationDriver:
                 self.clock.wait(idle, self.poll_interval)
             idle.clear()
             waited = self.clock.now() - start
-            if worker.error is None:
+            if worker.error is None or source.moved():
                 result.status, result.error, result.error_code = COMPLETED, None, None
                 result.notes.append(
                     f"post-copy failed ({first_error}) and was resumed after {waited:.1f} s "
@@ -564,6 +593,63 @@ class LiveMigrationDriver:
                           if hasattr(callback, "__name__") else "callback")
         finally:
             handle._done.set()
+
+
+class _SourceView:
+    """Fresh looks at the guest on the source, for decisions after the job ended.
+
+    Each look opens a new connection (the old ones may have died with the link
+    or a daemon restart); they are closed with the migration's others.
+    """
+
+    def __init__(self, driver: LiveMigrationDriver, source_uri: str, uuid: str, conns: list):
+        self._driver, self._uri, self._uuid, self._conns = driver, source_uri, uuid, conns
+
+    def domain(self) -> Any | None:
+        """The guest on the source; None when libvirt cannot be reached."""
+        try:
+            conn = self._driver._connect(self._uri)
+        except Exception:  # noqa: BLE001 - unreachable for now
+            return None
+        self._conns.append(conn)
+        try:
+            return concurrency.blocking(conn.lookupByUUIDString(self._uuid))
+        except Exception as exc:  # noqa: BLE001
+            if getattr(exc, "get_error_code", lambda: None)() == c.VIR_ERR_NO_DOMAIN:
+                return _GONE
+            return None
+
+    def moved(self) -> bool:
+        """True when the guest has left the source (undefined, or shut off by migration)."""
+        dom = self.domain()
+        if dom is _GONE:
+            return True
+        if dom is None:
+            return False
+        try:
+            state, reason = dom.state()[:2]
+        except Exception as exc:  # noqa: BLE001
+            return getattr(exc, "get_error_code", lambda: None)() == c.VIR_ERR_NO_DOMAIN
+        return state == c.VIR_DOMAIN_SHUTOFF and reason == c.VIR_DOMAIN_SHUTOFF_MIGRATED
+
+    def undefine_leftover(self, result: Outcome, label: str) -> None:
+        """UNDEFINE_SOURCE was asked for, but libvirt finished without the client
+        (its Confirm phase undefines): remove a SHUTOFF/MIGRATED definition left behind."""
+        dom = self.domain()
+        if dom is None or dom is _GONE:
+            return
+        try:
+            state, reason = dom.state()[:2]
+            if state == c.VIR_DOMAIN_SHUTOFF and reason == c.VIR_DOMAIN_SHUTOFF_MIGRATED:
+                dom.undefine()
+                result.notes.append("removed the source's shut-off definition of the migrated "
+                                    "guest (libvirt finished the job without the client)")
+                LOG.info("%s%s", label, result.notes[-1])
+        except Exception as exc:  # noqa: BLE001 - best effort; say so
+            result.notes.append(f"could not remove the source's leftover definition: {exc}")
+
+
+_GONE = object()  # the guest's domain no longer exists on the source
 
 
 def _redact(outcome: MigrationOutcome) -> None:

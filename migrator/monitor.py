@@ -129,6 +129,11 @@ class Worker:
         concurrency.spawn(self._run, self._name)
         return True
 
+    def forget(self) -> None:
+        """Drop the call (and the libvirt objects it holds) once the job has settled."""
+        self._call = lambda: None
+        self.on_done = None
+
     def cancel_before_start(self) -> bool:
         """Prevent the call if it has not started; True if it was prevented."""
         with self._lock:
@@ -641,6 +646,13 @@ class Monitor:
         code = _code(err)
         text = _message(err)
         if self._post_copy_failed():
+            return POSTCOPY_FAILED, text, code
+        if self.policy.in_post_copy:
+            # The guest already runs on the destination: never a rollback.  Either the
+            # job finished (the source is gone / shut off by migration), or we cannot
+            # tell yet: the driver then follows it up as a failed post-copy.
+            if self._guest_left_source():
+                return COMPLETED, None, None
             return POSTCOPY_FAILED, text, code
         if self._monitor_failed and not self._user_abort:
             if self._guest_left_source():

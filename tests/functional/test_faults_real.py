@@ -253,18 +253,6 @@ def test_link_cut_mid_post_copy_is_resumed(netns_rig) -> None:
     left.check(rig, name, run)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a post-copy whose libvirt connection failed (keepalive, ~10 s) while QEMU's own "
-    "stream only stalled finishes by itself once the link is back (libvirt 9.0 does not "
-    "pause QEMU: source SHUTOFF/MIGRATED, destination RUNNING/MIGRATED), but "
-    "LiveMigrationDriver._resume_post_copy keeps retrying POSTCOPY_RESUME, which libvirt "
-    "refuses ('domain ... is not being migrated'), until live_migration_postcopy_recovery_"
-    "timeout, then reports postcopy_failed ('paused on missing memory that is still on the "
-    "source') and calls recover_method for a guest that has moved. Fix: before each attempt "
-    "and after each failure read the source domain's state: gone or SHUTOFF/MIGRATED means "
-    "the post-copy completed -> COMPLETED with a note; stop retrying on that "
-    "VIR_ERR_OPERATION_INVALID; and undefine the SHUTOFF/MIGRATED source definition that "
-    "libvirt's unattended finish leaves behind, as VIR_MIGRATE_UNDEFINE_SOURCE asked"))
 def test_short_link_cut_mid_post_copy_completes(netns_rig) -> None:
     rig, name = netns_rig, "pcshort"
     left = Leftovers(rig, name)
@@ -357,31 +345,12 @@ def test_source_daemon_restarted_mid_post_copy(netns_rig) -> None:
     r["left"].check(rig, name, r["run"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: after a migration that libvirt finished without the client (migrateToURI3 raised, "
-    "then the guest left the source: the monitor settles it as completed) the source keeps "
-    "a persistent SHUTOFF/MIGRATED definition of the guest, although the plan has "
-    "VIR_MIGRATE_UNDEFINE_SOURCE (libvirt undefines only in the Confirm phase the client "
-    "drives). Fix: when the outcome is completed and the source domain still exists shut "
-    "off with reason MIGRATED, undefine it (as UNDEFINE_SOURCE asked) and add a note; or at "
-    "least say so in the outcome"))
 def test_source_daemon_restarted_mid_post_copy_leaves_no_definition(netns_rig) -> None:
     r = _restart_mid_post_copy(netns_rig)
     assert r["outcome"].status == "completed", r["outcome"]
     assert r["where"]["a"] is None, r["where"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: when the source libvirtd stays down longer than the monitor's reconnect attempts "
-    "(MAX_RECONNECTS polls per question, a few seconds) during post-copy, the monitor "
-    "raises 'lost the connection to the source libvirt and could not reconnect' and "
-    "Monitor._status settles FAILED (_post_copy_failed and _guest_left_source swallow the "
-    "connection error), so recover_method runs while the guest runs on the destination, "
-    "where QEMU finishes the post-copy by itself. Fix: once the job is in post-copy never "
-    "settle as failed/cancelled: keep reconnecting (e.g. up to "
-    "live_migration_postcopy_recovery_timeout) and follow the job on the new connection to "
-    "its end; if the source stays unreachable report postcopy_failed saying so (the guest "
-    "runs on the destination)"))
 def test_source_daemon_down_for_a_while_mid_post_copy(netns_rig) -> None:
     rig, name = netns_rig, "srcdown"
     left = Leftovers(rig, name)
@@ -399,16 +368,6 @@ def test_source_daemon_down_for_a_while_mid_post_copy(netns_rig) -> None:
 # --- connections of a settled migration -----------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a settled MigrationHandle keeps two libvirt connections to the source open for as "
-    "long as the caller holds it: the driver close()s them, but handle._monitor keeps the "
-    "Monitor, whose domain (and the worker's migrateToURI3 closure, and the reconnect "
-    "closure's conns list) still reference them, and a virConnect is only really closed when "
-    "its last virDomain goes. A compute service that keeps handles (or outcomes with them) "
-    "leaks a socket and a libvirtd client slot per migration. Fix: when the migration "
-    "settles, drop the libvirt objects: handle._monitor = None (control calls after done "
-    "already fail with NoActiveMigration), and clear monitor.domain, the worker's call and "
-    "the conns list"))
 def test_settled_handle_keeps_no_connection(netns_rig) -> None:
     rig, name = netns_rig, "conns"
     guest(rig, name, mb=8)

@@ -37,14 +37,15 @@ def make_conf(**overrides: Any) -> cfg.ConfigOpts:
     return conf
 
 
-def median(values: Iterable[float]) -> float | None:
-    vals = list(values)
+def median(values: Iterable[float | None]) -> float | None:
+    """Median of the values that are not None; None when there are none."""
+    vals = [v for v in values if v is not None]
     return statistics.median(vals) if vals else None
 
 
-def percentile(values: Iterable[float], pct: float) -> float | None:
-    """Nearest-rank percentile (``pct`` in 0..100); None for no values."""
-    vals = sorted(values)
+def percentile(values: Iterable[float | None], pct: float) -> float | None:
+    """Nearest-rank percentile (``pct`` in 0..100) of the values that are not None."""
+    vals = sorted(v for v in values if v is not None)
     if not vals:
         return None
     rank = max(1, math.ceil(pct / 100.0 * len(vals)))

@@ -202,6 +202,7 @@ def verdict(rows: Sequence[dict[str, Any]]) -> list[str]:
 def run(quick: bool = False, reps: int | None = None, rig: Any = None) -> Report:
     workloads = realrig.QUICK_WORKLOADS if quick else realrig.WORKLOADS
     reps = reps or 1
+    noisy = len(realrig.other_guests())
     t0 = time.monotonic()
 
     def on(r: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -226,5 +227,6 @@ def run(quick: bool = False, reps: int | None = None, rig: Any = None) -> Report
     report.tables.append(fidelity_table(rows))
     report.verdict = verdict(rows) + [
         "", f"{len(rows)} real migrations (+1 idle baseline) and {2 * len(rows)} simulations "
-        f"in {wall:.0f} s wall (rig mode {mode})."]
+        f"in {wall:.0f} s wall (rig mode {mode})"
+        + (f"; WARNING: {noisy} other QEMU guests were running" if noisy else "") + "."]
     return report

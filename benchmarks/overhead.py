@@ -236,6 +236,7 @@ def child_many(n: int, use_eventlet: bool, policy: str,
 
 CALLS = {"abort": "abortJob", "force_complete_post_copy": "migrateStartPostCopy",
          "force_complete_suspend": "suspend"}
+PREFIX = {"abort": "ab", "force_complete_post_copy": "pc", "force_complete_suspend": "su"}
 LABELS = {"abort": "abort() -> abortJob",
           "force_complete_post_copy": "force_complete() -> migrateStartPostCopy",
           "force_complete_suspend": "force_complete() -> suspend"}
@@ -298,7 +299,7 @@ def child_latency(trials: int, use_eventlet: bool, kinds: list[str],
         def one(i: int, kind: str = kind, call: str = call,
                 driver: LiveMigrationDriver = driver, delays: list[float] = delays,
                 errors: list[str] = errors, lock: threading.Lock = lock) -> None:
-            name = f"{kind[:5]}{i:04d}"
+            name = f"{PREFIX[kind]}{i:04d}"  # unique per kind: guests stay on the destination
             # Never converges in pre-copy (768 MiB dirty set ~ 0.64 s at the link > 0.5 s
             # ceiling) and a forced completion takes ~0.64 s.
             world.add_guest("source-host", name, memory=768 * MiB, dirty_rate=2.0 * bw)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import platform
 import statistics
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +37,22 @@ def make_conf(**overrides: Any) -> cfg.ConfigOpts:
     for name, value in overrides.items():
         conf.set_override(name, value, group=None if name in defaults else "libvirt")
     return conf
+
+
+@contextlib.contextmanager
+def migrator_logs_at(level: int) -> Iterator[None]:
+    """Only ``level`` and above from migrator's loggers inside the block; restored after.
+
+    Restoring matters when a benchmark runs inside a test session: a level left
+    behind would hide the log records later tests look for.
+    """
+    logger = logging.getLogger("migrator")
+    previous = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def median(values: Iterable[float | None]) -> float | None:

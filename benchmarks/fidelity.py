@@ -28,12 +28,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks import realrig
-from benchmarks.common import POLICIES, MiB, Report, Table, fmt, make_conf, median
+from benchmarks.common import POLICIES, MiB, Report, Table, fmt, make_conf, median, migrator_logs_at
 
 LOW, HIGH = 0.75, 1.25
 PAGE = 4096
 
 
+@migrator_logs_at(logging.CRITICAL)
 def simulate_like(conf: Any, *, memory: int, working_set: int, dirty_rate: float,
                   link_bps: float, timings: Any = None) -> tuple[Any, dict[str, Any]]:
     """One simulated migration through the real driver; (outcome, completed-job stats).
@@ -46,7 +47,6 @@ def simulate_like(conf: Any, *, memory: int, working_set: int, dirty_rate: float
     from migrator.testing import fakelibvirt
     from migrator.testing.world import World
 
-    logging.getLogger("migrator").setLevel(logging.CRITICAL)
     world = World(make_current=False, require_event_loop=False, timings=timings)
     previous = fakelibvirt.set_world(world)
     try:

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from benchmarks.common import POLICIES, Report, Table, fmt, make_conf, median
+from benchmarks.common import POLICIES, Report, Table, fmt, make_conf, median, migrator_logs_at
 
 # Nova's defaults / 25 (see the module docstring)
 CONF: dict[str, Any] = {
@@ -125,12 +125,12 @@ def bench_rig(wait: float = 900.0, attempts: int = 3) -> Any:
         rig.stop()
 
 
+@migrator_logs_at(logging.ERROR)
 def migrate_once(rig: Any, w: RigWorkload, policy: str, name: str,
                  extra_conf: dict[str, Any] | None = None) -> dict[str, Any]:
     """Define the guest on host a, migrate it to b through migrator's driver; a record."""
     from migrator.driver import LiveMigrationDriver
 
-    logging.getLogger("migrator").setLevel(logging.ERROR)
     rig.define_guest("a", name, mb=w.mb, rate=w.rate, tick_ms=TICK_MS,
                      memory_mib=GUEST_MEMORY_MIB)
     rig.wait_heartbeat("a", name, above=3, timeout=60)  # the region is filled, pace is on

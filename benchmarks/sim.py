@@ -26,7 +26,17 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from benchmarks.common import POLICIES, GiB, Report, Table, fmt, make_conf, median, percentile
+from benchmarks.common import (
+    POLICIES,
+    GiB,
+    Report,
+    Table,
+    fmt,
+    make_conf,
+    median,
+    migrator_logs_at,
+    percentile,
+)
 
 MEMORY_GIB = (1, 4, 16, 64)
 RATIOS = (0.05, 0.2, 0.5, 0.8, 0.95, 1.2, 2.0)
@@ -95,20 +105,16 @@ def workloads(quick: bool = False) -> list[Workload]:
             for o in OPTIONS]
 
 
-def _quiet() -> None:
-    logging.getLogger("migrator").setLevel(logging.CRITICAL)
-
-
 def run_one(w: Workload, policy: str) -> dict[str, Any]:
     """One migration of ``w`` under ``policy`` through migrator.simulate; a flat record."""
     from migrator import simulate
 
-    _quiet()
     conf = make_conf(live_migration_convergence=policy, **OPTIONS[w.options])
     memory = w.memory_gib * GiB
     t0 = time.perf_counter()
-    res = simulate.run(conf, memory=memory, dirty_rate=w.ratio * w.bandwidth,
-                       bandwidth=w.bandwidth, working_set=int(memory * w.working_set))
+    with migrator_logs_at(logging.CRITICAL):
+        res = simulate.run(conf, memory=memory, dirty_rate=w.ratio * w.bandwidth,
+                           bandwidth=w.bandwidth, working_set=int(memory * w.working_set))
     o = res.outcome
     last = o.actions[-1] if o.actions else None
     return {

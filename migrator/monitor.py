@@ -133,6 +133,11 @@ class Worker:
         """Drop the call (and the libvirt objects it holds) once the job has settled."""
         self._call = lambda: None
         self.on_done = None
+        if self.error is not None:
+            # Its traceback holds the call's frames, and with them the virDomain and its
+            # connection: a settled handle would keep a libvirtd client slot open.
+            self.error.__traceback__ = None
+            self.error.__context__ = None
 
     def cancel_before_start(self) -> bool:
         """Prevent the call if it has not started; True if it was prevented."""

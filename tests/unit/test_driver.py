@@ -242,6 +242,43 @@ def test_abort_during_pre_copy(fake):
     assert where(fake)["src"].active and where(fake)["dst"] is None
 
 
+def _domains_reachable_from(root) -> list:
+    """The fake virDomain objects that ``root`` keeps alive (breadth-first over referents)."""
+    import gc
+    import types
+
+    from migrator.testing import fakelibvirt
+
+    seen, queue, found = {id(root)}, [root], []
+    while queue:
+        obj = queue.pop()
+        if isinstance(obj, fakelibvirt.virDomain):
+            found.append(obj)
+        if isinstance(obj, (type, types.ModuleType)):
+            continue  # classes and modules lead to everything
+        for ref in gc.get_referents(obj):
+            if id(ref) not in seen:
+                seen.add(id(ref))
+                queue.append(ref)
+    return found
+
+
+@pytest.mark.parametrize("ending", ["completed", "cancelled"])
+def test_settled_handle_keeps_no_libvirt_object_of_the_migration(fake, ending):
+    # A libvirtError kept with its traceback keeps the frames of migrateToURI3, whose
+    # virDomain keeps its connection (a libvirtd client slot, on real libvirt) open.
+    if ending == "completed":
+        fake.world.add_guest("src", "vm1", memory=1 * GiB)
+    else:
+        slow_guest(fake)
+    _, handle, calls = start(fake, make_conf())
+    if ending == "cancelled":
+        fake.world.after(30, handle.abort)
+    outcome = finish(handle, calls)
+    assert outcome.status == ending
+    assert _domains_reachable_from(handle) == []
+
+
 def test_abort_before_start_in_queue(fake):
     slow_guest(fake)
     fake.world.add_guest("src", "vm2", memory=4 * GiB, dirty_rate=2 * GiB)

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--keep", action="store_true", help="keep the base dir (logs) on exit")
     cl = sub.add_parser("clean", help="kill and remove what a killed rig left behind")
     cl.add_argument("--base", action="append",
-                    help=f"base dir(s) (default {DEFAULT_BASE} and {DEFAULT_BASE}-netns)")
+                    help=f"base dir(s) (default {DEFAULT_BASE}, {DEFAULT_BASE}-netns and -tls)")
     bg = sub.add_parser("build-guest", help="compile the test guest")
     bg.add_argument("dir", type=Path)
     args = ap.parse_args(argv)
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.cmd == "clean":
-        for base in args.base or [DEFAULT_BASE, DEFAULT_BASE + "-netns"]:
+        for base in args.base or [DEFAULT_BASE, DEFAULT_BASE + "-netns", DEFAULT_BASE + "-tls"]:
             lock = Path(base) / ".lock"
             if not lock.exists():
                 continue

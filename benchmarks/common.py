@@ -14,29 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from oslo_config import cfg
-
-import migrator.conf
+from migrator.testing.config import make_conf as make_conf  # the benchmarks' options
 
 KiB = 1024
 MiB = 1024**2
 GiB = 1024**3
 POLICIES = ("steps", "adaptive")
-
-
-def make_conf(**overrides: Any) -> cfg.ConfigOpts:
-    """A fresh ``ConfigOpts`` with migrator's options and ``overrides`` applied.
-
-    Names are ``[libvirt]`` options, except ``[DEFAULT]`` ones such as
-    ``max_concurrent_live_migrations``.
-    """
-    conf = cfg.ConfigOpts()
-    migrator.conf.register_opts(conf)
-    conf([], default_config_files=[])
-    defaults = {opt.dest for opt in migrator.conf.default_opts}
-    for name, value in overrides.items():
-        conf.set_override(name, value, group=None if name in defaults else "libvirt")
-    return conf
 
 
 @contextlib.contextmanager

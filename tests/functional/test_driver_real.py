@@ -23,23 +23,15 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-import migrator.conf
 from migrator import constants as c
 from migrator import flags as mflags
 from migrator.driver import LiveMigrationDriver, MigrationHandle, MigrationOutcome
+from migrator.testing.config import make_conf
 
 libvirt = pytest.importorskip("libvirt")
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def make_conf(**overrides: Any) -> cfg.ConfigOpts:
-    conf = cfg.ConfigOpts()
-    migrator.conf.register_opts(conf)
-    conf([], default_config_files=[])
-    for name, value in overrides.items():
-        conf.set_override(name, value, group="libvirt")
-    return conf
 
 
 class Run:

@@ -20,14 +20,13 @@ import time
 from pathlib import Path
 
 import pytest
-from oslo_config import cfg
 
-import migrator.conf
 from migrator import concurrency, exception
 from migrator import constants as C
 from migrator.driver import LiveMigrationDriver
 from migrator.testing import GiB, MiB
 from migrator.testing import fakelibvirt as fl
+from migrator.testing.config import make_conf
 from migrator.testing.fixture import FakeLibvirtFixture
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,15 +57,6 @@ def started(monkeypatch):
     monkeypatch.setattr(fl.virDomain, "migrateToURI3", spy)
     return names
 
-
-def make_conf(**options):
-    conf = cfg.ConfigOpts()
-    migrator.conf.register_opts(conf)
-    conf([], default_config_files=[])
-    for name, value in options.items():
-        group = None if name == "max_concurrent_live_migrations" else "libvirt"
-        conf.set_override(name, value, group=group)
-    return conf
 
 
 def quick_guest(fake, name):

@@ -12,35 +12,15 @@ import time
 from pathlib import Path
 
 import pytest
-from oslo_config import cfg
 
-import migrator.conf
 from migrator import exception
 from migrator.driver import LiveMigrationDriver, MigrationRequest, migrate_and_wait
 from migrator.testing import GiB, MiB
+from migrator.testing.config import make_conf
 from migrator.testing.fixture import FakeLibvirtFixture
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-@pytest.fixture
-def fake():
-    fx = FakeLibvirtFixture(require_event_loop=False)
-    fx.setUp()
-    fx.world.add_host("src", link_gbps=10)
-    fx.world.add_host("dst", link_gbps=10)
-    yield fx
-    fx.cleanUp()
-
-
-def make_conf(**libvirt):
-    conf = cfg.ConfigOpts()
-    migrator.conf.register_opts(conf)
-    conf([], default_config_files=[])
-    for name, value in libvirt.items():
-        group = None if name == "max_concurrent_live_migrations" else "libvirt"
-        conf.set_override(name, value, group=group)
-    return conf
 
 
 class Calls:

@@ -21,37 +21,17 @@ import time
 from concurrent.futures import Future
 
 import pytest
-from oslo_config import cfg
 
-import migrator.conf
 from migrator import constants as C
 from migrator import exception
 from migrator.driver import LiveMigrationDriver
 from migrator.testing import GiB, MiB
 from migrator.testing import fakelibvirt as fl
+from migrator.testing.config import make_conf
 from migrator.testing.fixture import FakeLibvirtFixture
 
 # -- harness ---------------------------------------------------------------------------
 
-
-@pytest.fixture
-def fake():
-    fx = FakeLibvirtFixture(require_event_loop=False)
-    fx.setUp()
-    fx.world.add_host("src", link_gbps=10)
-    fx.world.add_host("dst", link_gbps=10)
-    yield fx
-    fx.cleanUp()
-
-
-def make_conf(**libvirt):
-    conf = cfg.ConfigOpts()
-    migrator.conf.register_opts(conf)
-    conf([], default_config_files=[])
-    for name, value in libvirt.items():
-        group = None if name == "max_concurrent_live_migrations" else "libvirt"
-        conf.set_override(name, value, group=group)
-    return conf
 
 
 def converging_guest(fake, name="vm1"):

@@ -176,8 +176,14 @@ class MigrationJob:
             out = min(out, self.restore_at)
         return out
 
-    def advance(self, t: float) -> None:
-        """Run this job up to virtual time ``t`` (world lock held)."""
+    def advance(self, t: float) -> float:
+        """Run this job up to virtual time ``t`` (world lock held); the time it reached.
+
+        It stops early, at the moment it hands a blocked caller its outcome
+        (``migrateToURI3`` returns), so that the clock stops there too and the
+        monitor sees the job end when it ends, not at its next poll.
+        """
+        posted = len(self.world._posted)
         while self.phase is not JobPhase.DONE:
             deadline = self._deadline()
             target = min(deadline, t)
@@ -186,14 +192,19 @@ class MigrationJob:
                 happenings = self.transfer.advance(target)
                 for h in happenings:
                     self._on_happening(h)
+                if len(self.world._posted) > posted:
+                    return happenings[-1].time if happenings else target
                 if self.phase is not before or (
                     happenings and isinstance(happenings[-1], Switchover)
                 ):
                     continue
             if deadline <= t:
                 self._on_deadline(deadline)
+                if len(self.world._posted) > posted:
+                    return deadline
                 continue
             break
+        return t
 
     def _on_deadline(self, now: float) -> None:
         if self.restore_at is not None and self.restore_at <= now:

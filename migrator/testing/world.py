@@ -386,11 +386,17 @@ class World:
         return self._t
 
     def step_to(self, t: float) -> float:
-        """Clock listener: run every migration up to virtual time ``t``."""
+        """Clock listener: run every migration up to virtual time ``t``.
+
+        Returns an earlier time when a migration ended before ``t`` and woke its
+        caller: the clock stops there.  (Other jobs of the same world may then
+        be slightly ahead of it until the next step; each keeps its own time.)"""
         with self._lock:
             if t > self._t:
+                reached = t
                 for job in list(self.jobs):
-                    job.advance(t)
+                    reached = min(reached, max(job.advance(t), self._t))
+                t = reached
                 self._t = t
             posted, self._posted = self._posted, []
             self._cond.notify_all()

@@ -475,3 +475,17 @@ def test_post_copy_recovery_off(fake):
     _, handle, calls = start(fake, post_copy_conf(live_migration_postcopy_recovery_timeout=0))
     outcome = finish(handle, calls)
     assert outcome.status == "postcopy_failed" and "automatic resume is off" in outcome.error
+
+
+def test_outcome_time_is_when_the_job_ended_not_the_next_poll(fake):
+    # The virtual clock stops when migrateToURI3 returns, as real time would: the
+    # monitor wakes on it, so the total is the job's end, not a multiple of the poll.
+    fake.world.add_guest("src", "vm1", memory=1 * GiB, dirty_rate=10 * MiB)
+    jobs: list = []
+    fake.world.at(1.5, lambda: jobs.extend(fake.world.jobs))
+    _, handle, calls = start(fake, make_conf())
+    outcome = finish(handle, calls)
+    (job,) = jobs
+    assert outcome.status == "completed"
+    assert outcome.total_seconds == pytest.approx(job.end_time, abs=1e-6)
+    assert outcome.total_seconds % 0.5 != pytest.approx(0.0, abs=1e-3)

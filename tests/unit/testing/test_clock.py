@@ -111,3 +111,13 @@ def test_concurrent_waits_do_not_stack() -> None:
     first.join(5)
     second.join(5)
     assert clock.now() == 1.0
+
+
+def test_run_timers_moves_time_through_every_timer() -> None:
+    clock = VirtualClock()
+    fired: list[float] = []
+    clock.call_at(2.5, lambda: fired.append(clock.now()))
+    clock.call_at(1.0, lambda: fired.append(clock.now()))
+    assert clock.run_timers() == 2.5
+    assert fired == [1.0, 2.5]
+    assert clock.run_timers() == 2.5  # nothing left: time stays

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from migrator.testing.hypervisor import (
+    CHECK_SECONDS,
     AutoConverge,
     Completed,
     Iteration,
@@ -30,7 +31,10 @@ def run(t: Transfer, until: float = 1e7) -> list:
 
 
 def closed_form(V: float, R: float, D: float, limit: float = 0.3):
-    """Liu et al.'s geometric model: passes, total time, downtime (peers-and-libvirt §5)."""
+    """Liu et al.'s geometric model: passes, total time, downtime (peers-and-libvirt §5).
+
+    It syncs only when a pass is empty; QEMU syncs as soon as what is left fits
+    the threshold, so it stops a little sooner (see ``reference``)."""
     lam = D / R
     n = 0
     while V * lam**n > R * limit:
@@ -38,6 +42,35 @@ def closed_form(V: float, R: float, D: float, limit: float = 0.3):
     passes = [V * lam**i for i in range(n + 1)]
     total = (V / R) * (1 - lam ** (n + 1)) / (1 - lam)
     return n, passes, total, V * lam**n / R
+
+
+def reference(V: float, W: float, R: float, D: float, limit: float = 0.3, dt: float = 1e-4):
+    """QEMU's rule stepped by brute force, ``dt`` at a time (no events, no shortcuts).
+
+    Pass 0 sends everything; every ``CHECK_SECONDS`` (and when nothing is left)
+    pending bytes are compared with R x limit; when they fit, the bitmap is
+    synced (pending U dirtied, dirtied within the working set W) and the guest
+    is stopped if the synced set fits too.  Returns (passes, total, downtime).
+    """
+    T = R * limit
+    ticks = round(CHECK_SECONDS / dt)
+    hot_fraction = W / V
+    pending, dirty, sent, passes, step = V, 0.0, 0.0, [], 0
+    while True:
+        step += 1
+        x = min(R * dt, pending)
+        pending -= x
+        sent += x
+        dirty = min(W, dirty + D * dt)
+        if (pending <= 0 or step % ticks == 0) and pending <= T:
+            cold = pending * (1 - hot_fraction)
+            hot = min(W, pending * hot_fraction + dirty)
+            passes.append(sent)
+            sent, dirty, pending = 0.0, 0.0, cold + hot
+            if pending <= T:
+                passes.append(pending)
+                return passes, step * dt + pending / R, pending / R
+            hot_fraction = hot / pending
 
 
 # (memory V, link R, dirty rate D): 10 Gbit 8 GiB busy, 1 Gbit slow, 20 Gbit
@@ -52,50 +85,44 @@ CASES = [
 ]
 
 
+def _transfer(V: float, R: float, D: float, W: float | None = None) -> Transfer:
+    return Transfer(start=0.0, memory=V, working_set=V if W is None else W, dirty_rate=D,
+                    bandwidth=R, link_rate=R, downtime_limit=0.3)
+
+
 @pytest.mark.parametrize(("V", "R", "D"), CASES)
-def test_precopy_matches_closed_form(V: float, R: float, D: float) -> None:
-    t = Transfer(
-        start=0.0,
-        memory=V,
-        working_set=V,
-        dirty_rate=D,
-        bandwidth=R,
-        link_rate=R,
-        downtime_limit=0.3,
-    )
+def test_precopy_matches_a_brute_force_reference(V: float, R: float, D: float) -> None:
+    t = _transfer(V, R, D)
     happenings = run(t)
-    n, passes, total, downtime = closed_form(V, R, D)
+    passes, total, downtime = reference(V, V, R, D)
     done = [h for h in happenings if isinstance(h, Completed)]
     assert len(done) == 1
-    assert len(t.passes) == len(passes)  # n live passes + the stop-and-copy set
+    assert len(t.passes) == len(passes)  # live passes + the stop-and-copy set
     for sent, expected in zip(t.passes, passes, strict=True):
-        assert sent == pytest.approx(expected, rel=0.05, abs=1.0)
-    assert done[0].time == pytest.approx(total, rel=0.05)
-    assert t.downtime == pytest.approx(downtime, rel=0.05, abs=1e-9)
-    err_t = abs(done[0].time - total) / total
-    err_d = abs(t.downtime - downtime) / downtime if downtime else 0.0
-    print(
-        f"V={V / GiB:.0f}GiB R={R / GBIT:.0f}Gbit lambda={D / R:.2f}: n={n} "
-        f"T={done[0].time:.3f}s (closed {total:.3f}s, err {err_t:.2e}) "
-        f"downtime={t.downtime * 1000:.1f}ms (closed {downtime * 1000:.1f}ms, err {err_d:.2e})"
-    )
+        assert sent == pytest.approx(expected, rel=1e-3, abs=2 * R * 1e-4)
+    assert done[0].time == pytest.approx(total, abs=1e-3)
+    assert t.downtime == pytest.approx(downtime, rel=1e-3, abs=1e-3)
+    assert t.downtime <= 0.3
+
+
+@pytest.mark.parametrize(("V", "R", "D"), CASES)
+def test_precopy_stays_close_to_the_classic_closed_form(V: float, R: float, D: float) -> None:
+    """Syncing as soon as the rest fits only moves the end: within one check window
+    plus one threshold's worth of sending of the classic total, never later."""
+    t = _transfer(V, R, D)
+    happenings = run(t)
+    _n, _passes, total, _downtime = closed_form(V, R, D)
+    end = [h.time for h in happenings if isinstance(h, Completed)][0]
+    assert total - CHECK_SECONDS - 0.3 - 1e-9 <= end <= total + CHECK_SECONDS + 1e-9
 
 
 def test_iterations_count_bitmap_syncs() -> None:
     V, R, D = CASES[0]
-    t = Transfer(
-        start=0.0,
-        memory=V,
-        working_set=V,
-        dirty_rate=D,
-        bandwidth=R,
-        link_rate=R,
-        downtime_limit=0.3,
-    )
-    numbers = [h.number for h in run(t) if isinstance(h, Iteration)]
-    n = closed_form(V, R, D)[0]
-    # iteration 1 is the initial sync; every pass end syncs once more.
-    assert numbers == list(range(1, n + 2))
+    numbers = [h.number for h in run(_transfer(V, R, D)) if isinstance(h, Iteration)]
+    passes, _total, _downtime = reference(V, V, R, D)
+    # iteration 1 is the initial sync; every sync after it counts one more, and so does
+    # the last one QEMU makes with the guest stopped (ram_save_complete).
+    assert numbers == list(range(1, len(passes) + 2))
 
 
 def test_working_set_bounds_what_is_dirty_again() -> None:
@@ -111,8 +138,11 @@ def test_working_set_bounds_what_is_dirty_again() -> None:
         downtime_limit=0.3,
     )
     happenings = run(t)
-    assert t.passes == [pytest.approx(V), pytest.approx(W)]
-    assert t.downtime == pytest.approx(W / R)
+    passes, total, downtime = reference(V, W, R, 2e9)
+    assert t.passes == [pytest.approx(p, rel=1e-3) for p in passes]
+    # once pass 0 is done the synced set is the saturated working set, which fits
+    assert t.passes[-1] <= W + R * 0.3 * (1 - W / V) + 1
+    assert t.downtime == pytest.approx(downtime, rel=1e-3)
     assert isinstance(happenings[-1], Completed)
 
 
@@ -129,8 +159,11 @@ def test_non_converging_guest_iterates_forever() -> None:
     t.advance(3600.0)
     assert t.phase is Phase.PRECOPY
     assert t.iteration > 100
-    # every pass after the first resends the whole working set
-    assert t.passes[1:] == [pytest.approx(2 * GiB)] * (len(t.passes) - 1)
+    # after pass 0 every pass resends the whole working set, less what still fits the
+    # threshold when the check comes (pending is compared every CHECK_SECONDS)
+    T = 1 * GBIT * 0.3
+    for sent in t.passes[2:]:
+        assert 2 * GiB - T - 1 * GBIT * CHECK_SECONDS <= sent <= 2 * GiB + T
 
 
 def test_raising_the_downtime_limit_switches_at_once() -> None:
@@ -150,10 +183,12 @@ def test_raising_the_downtime_limit_switches_at_once() -> None:
     happenings = t.advance(8.0)
     assert isinstance(happenings[-1], Switchover)
     assert happenings[-1].time == 8.0
-    # the stop-copy set is the saturated working set, sent at link speed
-    assert happenings[-1].remaining == pytest.approx(96 * MiB)
+    # the stop-copy set: the saturated working set plus the cold pages pass 0 had
+    # left when it fit the old threshold; sent at link speed
+    remaining = happenings[-1].remaining
+    assert 96 * MiB <= remaining <= 96 * MiB + R * 0.3
     run(t)
-    assert t.downtime == pytest.approx(96 * MiB / (1 * GBIT))
+    assert t.downtime == pytest.approx(remaining / (1 * GBIT))
 
 
 def test_stopcopy_runs_at_link_speed_not_the_bandwidth_cap() -> None:
@@ -237,23 +272,25 @@ def test_throttle_scales_the_dirty_rate() -> None:
 
 
 def test_dirty_rate_statistics_wait_for_the_first_second() -> None:
+    R = 10 * GBIT
     t = Transfer(
         start=0.0,
         memory=512 * MiB,
         working_set=512 * MiB,
         dirty_rate=2e9,
-        bandwidth=10 * GBIT,
-        link_rate=10 * GBIT,
-        downtime_limit=0.3,
+        bandwidth=R,
+        link_rate=R,
+        downtime_limit=0.1,
     )
-    t.advance(0.95)  # two syncs (0.43 s, 0.86 s), still inside the first second
-    assert t.iteration == 3
+    happenings = t.advance(0.95)
+    syncs = [h.time for h in happenings if isinstance(h, Iteration)][1:]
+    assert syncs and syncs[-1] < 1.0
     assert t.snapshot().dirty_pages_rate == 0  # QEMU updates at most once a second
-    t.advance(1.5)  # the sync at 1.29 s closes the first period
-    # each of the three syncs found the whole (saturated) working set dirty
-    assert t.snapshot().dirty_pages_rate == pytest.approx(
-        3 * 512 * MiB / 4096 / (3 * 512 * MiB / (10 * GBIT)), abs=1
-    )
+    happenings = t.advance(2.0)
+    assert any(isinstance(h, Iteration) and h.time >= 1.0 for h in happenings)
+    assert t.snapshot().dirty_pages_rate > 0  # the sync at or after 1 s closes the period
+    # never more than the guest wrote, in pages per second
+    assert t.snapshot().dirty_pages_rate <= 2e9 / 4096 + 1
 
 
 def test_postcopy_pulls_the_rest_and_counts_requests() -> None:
@@ -409,5 +446,8 @@ def test_a_limit_changed_during_the_disk_copy_does_not_skip_pass_0() -> None:
     t.advance(1.0)
     t.set_downtime_limit(2.0)  # 64 MiB would fit the new threshold at once
     happenings = run(t)
-    assert t.passes[0] == pytest.approx(64 * MiB)  # pass 0 still ran live
-    assert isinstance(happenings[-1], Completed) and t.downtime == 0.0
+    # QEMU measures the bandwidth for one window before it compares: pass 0 runs live
+    # for CHECK_SECONDS, then the rest fits the new threshold and the guest stops
+    assert t.passes[0] == pytest.approx(R * CHECK_SECONDS)
+    assert t.passes[1] == pytest.approx(64 * MiB - R * CHECK_SECONDS)
+    assert isinstance(happenings[-1], Completed) and 0.3 < t.downtime <= 2.0

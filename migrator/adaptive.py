@@ -14,7 +14,10 @@ converge is known long before the timeout.  This policy therefore:
 * estimates the dirty set at each boundary (what the next switchover has to
   send) and the link rate (EWMA of ``memory_bps``), and as soon as
   ``dirty set / rate`` fits within ``live_migration_downtime`` sets the max
-  downtime to that plus a margin: never above the ceiling in pre-copy;
+  downtime to that plus a margin: never above the ceiling in pre-copy, and
+  not while each pass still at least halves the dirty set (another pass then
+  costs about the predicted downtime in transfer time and at least halves
+  the downtime the guest will see);
 * calls a **stall** when the best dirty set of a window of passes *and*
   seconds is not a few per cent below the best before it (KubeVirt's stall
   detector), and then acts at once: post-copy at a local minimum when
@@ -64,6 +67,11 @@ RATE_ALPHA = 0.4
 # The max downtime set is the predicted need times this: QEMU measures the
 # bandwidth over 100 ms and the dirty set varies from pass to pass.
 DOWNTIME_MARGIN = 1.25
+# While each pass leaves at most this share of the one before and the guest's
+# dirty rate is at most this share of the link rate, the max downtime is not
+# raised: one more pass costs about the predicted need in transfer time and at
+# least halves the downtime.
+SHRINKING_FAST = 0.5
 # A predicted need up to this factor above the ceiling still gets the ceiling
 # (KubeVirt's precopyPossibleFactor): the estimate can be pessimistic, and the
 # ceiling is where Nova's ramp ends anyway.
@@ -139,6 +147,7 @@ class AdaptivePolicy:
         initial_downtime_ms: int | None = None,
         downtime_margin: float = DOWNTIME_MARGIN,
         possible_factor: float = POSSIBLE_FACTOR,
+        shrinking_fast: float = SHRINKING_FAST,
         rate_alpha: float = RATE_ALPHA,
         stall_margin: float = STALL_MARGIN,
         stall_window_passes: int = STALL_WINDOW_PASSES,
@@ -154,6 +163,8 @@ class AdaptivePolicy:
             raise ValueError(f"rate_alpha must be in (0, 1], got {rate_alpha}")
         if downtime_margin < 1 or possible_factor < 1:
             raise ValueError("downtime_margin and possible_factor must be >= 1")
+        if not 0 <= shrinking_fast < 1:
+            raise ValueError(f"shrinking_fast must be in [0, 1), got {shrinking_fast}")
         if not 0 <= stall_margin < 1 or local_min_margin < 0:
             raise ValueError("stall_margin must be in [0, 1) and local_min_margin >= 0")
         if stall_window_passes < 1 or stall_window_seconds < 0 or grace_passes < 0:
@@ -161,6 +172,7 @@ class AdaptivePolicy:
         self.settings = settings
         self.downtime_margin = downtime_margin
         self.possible_factor = possible_factor
+        self.shrinking_fast = shrinking_fast
         self.rate_alpha = rate_alpha
         self.stall_margin = stall_margin
         self.stall_window_passes = stall_window_passes
@@ -199,6 +211,8 @@ class AdaptivePolicy:
         self._baseline: int | None = None
         self._iteration = 0
         self._last: PassEstimate | None = None
+        self._shrink_from: int | None = None  # dirty set of the boundary before (or RAM)
+        self._shrink_noted = False
         self._window: deque[PassEstimate] = deque()
         self._best_before: int | None = None
         self._left_window: PassEstimate | None = None  # newest record that left the window
@@ -340,6 +354,8 @@ class AdaptivePolicy:
         it = s.memory_iteration
         if it <= 0:
             return None
+        if self._shrink_from is None and s.memory_total > 0:
+            self._shrink_from = s.memory_total  # pass 0 sends all of RAM
         if self._baseline is None or it < self._iteration:
             # libvirt's counter can include a cancelled migration's passes: the
             # first value seen is the baseline, never a boundary.
@@ -373,6 +389,7 @@ class AdaptivePolicy:
     def _reset_progress(self) -> None:
         """Forget the passes seen: they cannot be compared with a new counter's."""
         self._window.clear()
+        self._shrink_from = None
         self._best_before = None
         self._left_window = None
         self._stalled = False
@@ -440,6 +457,7 @@ class AdaptivePolicy:
 
     def _plan_downtime(self, r: PassEstimate) -> None:
         """Raise the max downtime to what the next switchover needs, if it fits."""
+        previous, self._shrink_from = self._shrink_from, r.dirty_set
         need = r.need_ms
         if need is None:
             return
@@ -459,6 +477,23 @@ class AdaptivePolicy:
                 f"at the ceiling"
             )
         else:
+            return
+        raising = self._target is None or min(value, c) > self._target
+        # Shrinking fast: the last pass did, and the guest's dirty rate (QEMU's, once it
+        # has one) says the next will too; a saturated working set shrinks once, not again.
+        predicted = r.dirty_rate / r.rate if r.dirty_rate > 0 and r.rate > 0 else 0.0
+        shrinking = (bool(previous) and r.dirty_set <= self.shrinking_fast * previous
+                     and predicted <= self.shrinking_fast)
+        if raising and shrinking:
+            if not self._shrink_noted:  # once per migration: it may hold for many passes
+                self._shrink_noted = True
+                self._note(
+                    r.at,
+                    f"{what}; max downtime stays {self._target} ms while each pass at least "
+                    f"halves the dirty set ({r.dirty_set / previous * 100:.0f} % of the "
+                    f"{_mib(previous)} MiB before): one more pass costs ~{need:.0f} ms of "
+                    f"transfer and at least halves the downtime",
+                )
             return
         self._raise_target(value, why, r.passes)
 

@@ -262,9 +262,11 @@ def test_initial_downtime_is_novas_step_zero():
 
 
 def test_downtime_set_to_what_is_needed_at_the_first_boundary():
-    # A 200 MiB working set on a 1.1 GiB/s link: the switchover needs ~178 ms.
+    # A 200 MiB working set on a 1.1 GiB/s link: the switchover needs ~178 ms.  The
+    # guest dirties faster than the link, so the next pass cannot shrink it.
     def guest():
-        return Model(memory=4 * GiB, link=1.1 * GiB, dirty_set=working_set(200 * MiB, 2 * GiB))
+        return Model(memory=4 * GiB, link=1.1 * GiB, dirty_set=working_set(200 * MiB, 2 * GiB),
+                     dirty_rate=2 * GiB)
 
     model = guest()
     result = run(make_policy(), model)
@@ -280,6 +282,42 @@ def test_downtime_set_to_what_is_needed_at_the_first_boundary():
     slow = guest()
     steps = steps_run(slow)
     assert slow.status == "completed" and steps.end > 450
+
+
+def geometric(link: float, ratio: float) -> Model:
+    """The classic model: the guest dirties ``ratio`` x the link, anywhere in RAM."""
+    return Model(memory=4 * GiB, link=link, dirty_set=lambda k, elapsed, t: ratio * link * elapsed,
+                 dirty_rate=ratio * link)
+
+
+def test_downtime_held_while_each_pass_halves_the_dirty_set():
+    # lambda = 0.2: 4 GiB -> 819 MiB (~727 ms at 1.1 GiB/s) -> 164 MiB (~145 ms) -> 33 MiB,
+    # which fits the initial 50 ms.  Raising would have saved under a second and cost
+    # a downtime of up to the ceiling.
+    link = 1.1 * GiB
+    model = geometric(link, 0.2)
+    result = run(make_policy(), model)
+    assert model.status == "completed" and model.downtime_ms < 50
+    assert [a.value for a in result.of(K.SET_MAX_DOWNTIME)] == [50]
+    held = [n for n in result.notes if "halves the dirty set" in n]
+    assert len(held) == 1 and "max downtime stays 50 ms" in held[0]  # said once
+    eager = geometric(link, 0.2)
+    raised = run(make_policy({"shrinking_fast": 0.0}), eager)
+    assert eager.downtime_ms > 2 * model.downtime_ms
+    assert result.end - raised.end <= 164 * MiB / link + 0.5 + 1e-9  # one pass, one poll
+
+
+def test_downtime_raised_once_passes_stop_halving():
+    # lambda = 0.8: each pass keeps 80 % of the one before: waiting does not pay.
+    link = 1.1 * GiB
+    model = geometric(link, 0.8)
+    result = run(make_policy(), model)
+    raised = [a for a in result.of(K.SET_MAX_DOWNTIME) if a.value != 50]
+    # at the first boundary whose switchover fits 1.5 x the ceiling, as without the hold
+    within = next(at for at, dirty, _, _ in result.boundaries if dirty / link * 1000 <= 750)
+    assert raised and raised[0].at == within
+    assert not [n for n in result.notes if "halves the dirty set" in n]
+    assert model.status == "completed" and model.downtime_ms <= 500
 
 
 def test_need_a_little_above_the_ceiling_gets_the_ceiling_but_no_more():

@@ -66,9 +66,10 @@ class ProgressBar:
 def print_summary(outcome: Any, stream: TextIO, clock_word: str) -> None:
     mode = f" ({outcome.mode})" if outcome.mode else ""
     downtime = "n/a" if outcome.downtime_ms is None else f"{outcome.downtime_ms} ms"
+    passes = f"{outcome.passes} pass{'' if outcome.passes == 1 else 'es'}"
     stream.write(
         f"Outcome: {outcome.status}{mode} after {units.human_seconds(outcome.total_seconds)} "
-        f"({clock_word}), downtime {downtime}, {outcome.passes} passes\n"
+        f"({clock_word}), downtime {downtime}, {passes}\n"
     )
     if outcome.error:
         stream.write(f"Error: {outcome.error}\n")
@@ -98,6 +99,13 @@ def _rate(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _dirty_rate(text: str) -> float:
+    try:
+        return units.parse_rate(text, zero_ok=True)  # an idle guest dirties nothing
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _seconds(text: str) -> float:
     if not re.fullmatch(r"[0-9]{1,8}(\.[0-9]{1,6})?", text):
         raise argparse.ArgumentTypeError(f"{ascii(text[:40])} is not a number of seconds")
@@ -123,8 +131,8 @@ def register(sub: Any, add_config_arg: Callable[..., None], checked_text: Any) -
                    help="guest memory (default 8GiB)")
     p.add_argument("--working-set", type=_size,
                    help="memory the guest keeps rewriting (default: all of it)")
-    p.add_argument("--dirty-rate", type=_rate, default=units.parse_rate("400MiB/s"),
-                   help="rate at which the guest dirties memory (default 400MiB/s)")
+    p.add_argument("--dirty-rate", type=_dirty_rate, default=units.parse_rate("400MiB/s"),
+                   help="rate at which the guest dirties memory (default 400MiB/s; 0: idle)")
     p.add_argument("--bandwidth", type=_rate, default=units.parse_rate("10Gbit/s"),
                    help="link speed (default 10Gbit/s); live_migration_bandwidth still caps it")
     p.add_argument("--block-disk", type=_size, metavar="SIZE",

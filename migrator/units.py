@@ -25,9 +25,10 @@ def _split(text: str, what: str) -> tuple[float, str, bool]:
     return float(m.group(1)), m.group(2).lower(), bool(m.group(3))
 
 
-def _bounded(value: float, limit: float, text: str, what: str) -> float:
-    if not 0 < value <= limit:
-        raise ValueError(f"{ascii(text[:40])}: a {what} must be above 0 and at most "
+def _bounded(value: float, limit: float, text: str, what: str, zero_ok: bool = False) -> float:
+    if not (0 <= value if zero_ok else 0 < value) or value > limit:
+        floor = "0 or more" if zero_ok else "above 0"
+        raise ValueError(f"{ascii(text[:40])}: a {what} must be {floor} and at most "
                          f"{human_bytes(limit)}{'/s' if what == 'rate' else ''}")
     return value
 
@@ -41,13 +42,13 @@ def parse_size(text: str) -> int:
     return int(_bounded(value * _SIZE[unit], MAX_SIZE, text, "size"))
 
 
-def parse_rate(text: str) -> float:
-    """Bytes per second in ``text`` ('400MiB/s', '10Gbit/s', '1.2GB/s')."""
+def parse_rate(text: str, zero_ok: bool = False) -> float:
+    """Bytes per second in ``text`` ('400MiB/s', '10Gbit/s', '1.2GB/s'); 0 only if ``zero_ok``."""
     value, unit, _ = _split(text, "rate")
     if unit in _BITS:
-        return _bounded(value * _BITS[unit] / 8, MAX_RATE, text, "rate")
+        return _bounded(value * _BITS[unit] / 8, MAX_RATE, text, "rate", zero_ok)
     if unit in _SIZE:
-        return _bounded(value * _SIZE[unit], MAX_RATE, text, "rate")
+        return _bounded(value * _SIZE[unit], MAX_RATE, text, "rate", zero_ok)
     raise ValueError(f"{ascii(text[:40])} is not a rate; use e.g. 400MiB/s, 1.2GB/s or 10Gbit/s")
 
 

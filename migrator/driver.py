@@ -462,6 +462,9 @@ class LiveMigrationDriver:
         if result.status == POSTCOPY_FAILED:
             handle.status = "recovering"
             self._resume_post_copy(result, source, plan, label)
+            if result.status == POSTCOPY_FAILED and request.dest_connect_uri:
+                self._describe_lost_destination(result, request.dest_connect_uri,
+                                                handle.uuid, conns)
         if (result.status == COMPLETED and worker.error is not None
                 and plan.has(c.VIR_MIGRATE_UNDEFINE_SOURCE)):
             # libvirt finished without the client, so its Confirm phase (which undefines) ran
@@ -562,6 +565,36 @@ class LiveMigrationDriver:
                 result.total_seconds += waited
                 return
             self.clock.wait(idle, min(5.0, timeout - waited))
+
+    def _describe_lost_destination(self, result: Outcome, dest_uri: str, uuid: str,
+                                   conns: list[Any]) -> None:
+        """Correct the failure message when the guest is no longer on the destination.
+
+        The message assumes the guest waits, paused, on the destination; if it was
+        destroyed there (or its host lost it) that is false and the advice dangerous:
+        the paused source copy lacks every page the destination changed.
+        """
+
+        def look() -> bool:
+            conn = self._connect(dest_uri)
+            conns.append(conn)
+            try:
+                return bool(conn.lookupByUUIDString(uuid).isActive())
+            except Exception as exc:  # noqa: BLE001 - libvirtError
+                if getattr(exc, "get_error_code", lambda: None)() == c.VIR_ERR_NO_DOMAIN:
+                    return False
+                raise
+
+        finished, active = concurrency.call_with_timeout(look, 5.0, "migrator-dest-state")
+        if not finished or isinstance(active, BaseException) or active:
+            return  # unknown, or still there: the message stands
+        result.error = (
+            f"{(result.error or 'post-copy failed').split(': the guest runs on')[0]}: the guest "
+            "is no longer running on the destination, so the memory it changed there is lost; "
+            "the copy left paused on the source is incomplete and must not be resumed: "
+            "restart the guest from its disks"
+        )
+        LOG.error("%s", result.error)
 
     def _final_downtime(self, dest_uri: str, uuid: str, conns: list[Any]) -> int | None:
         """The actual downtime, from the destination's completed-job stats (best effort)."""

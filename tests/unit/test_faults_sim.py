@@ -662,7 +662,8 @@ def test_destination_destroyed_during_post_copy_recovery(fake):
     hopeless_guest(fake)
     fake.world.faults.postcopy_link_failure(after=0.5)  # not restored by the fault
     dconn = fake.module.open("qemu+tcp://dst/system")
-    run = Run(fake, post_copy_conf(live_migration_postcopy_recovery_timeout=40))
+    run = Run(fake, post_copy_conf(live_migration_postcopy_recovery_timeout=40),
+              dest_connect_uri="qemu+tcp://dst/system")
     run.at(25, "destroy", lambda h: dconn.lookupByName("vm1").destroy())
     run.at(30, "link", lambda h: fake.world.set_link("src", "dst", True))
     run.start()
@@ -673,9 +674,26 @@ def test_destination_destroyed_during_post_copy_recovery(fake):
     # the source is never resumed: its memory is partly on the (dead) destination
     assert src.state == C.VIR_DOMAIN_PAUSED
     assert src.reason == C.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED
-    assert "domain is not running" in outcome.error
+    assert "domain is not running" in outcome.error  # the last attempt's reason
+    # the destination was checked: the message no longer says the guest runs there
+    assert "runs on the destination" not in outcome.error
+    assert "no longer running on the destination" in outcome.error
+    assert "must not be resumed" in outcome.error
     assert wait_for_threads() == []
     dconn.close()
+
+
+def test_post_copy_not_resumable_in_time_says_where_the_guest_is(fake):
+    # The destination still has the guest (paused on missing pages): the message says so.
+    hopeless_guest(fake)
+    fake.world.faults.postcopy_link_failure(after=0.5)  # never restored
+    run = Run(fake, post_copy_conf(live_migration_postcopy_recovery_timeout=20),
+              dest_connect_uri="qemu+tcp://dst/system")
+    run.start()
+    outcome = run.handle.wait(30)
+    assert outcome is not None and outcome.status == "postcopy_failed"
+    assert "the guest runs on the destination, paused on missing memory" in outcome.error
+    assert wait_for_threads() == []
 
 
 def test_controls_during_post_copy_recovery_are_refused(fake, monkeypatch):

@@ -35,3 +35,22 @@ def use(mod: ModuleType | None) -> ModuleType | None:
     global _module
     previous, _module = _module, mod
     return previous
+
+
+def error_code(exc: BaseException) -> int | None:
+    """libvirt's error code of ``exc`` (a libvirtError, real or fake); None for others."""
+    get = getattr(exc, "get_error_code", None)
+    return get() if callable(get) else None
+
+
+def error_message(exc: BaseException) -> str:
+    """libvirt's message of ``exc``, or its text."""
+    get = getattr(exc, "get_error_message", None)
+    return (get() if callable(get) else None) or str(exc)
+
+
+def shut_off_by_migration(state: int, reason: int) -> bool:
+    """A source domain in this state has handed the guest over (kept defined or not)."""
+    from migrator import constants as c
+
+    return state == c.VIR_DOMAIN_SHUTOFF and reason == c.VIR_DOMAIN_SHUTOFF_MIGRATED

@@ -24,6 +24,7 @@ from oslo_log import log as logging
 from migrator import _libvirt, concurrency, exception, flags, uri
 from migrator import conf as mconf
 from migrator import constants as c
+from migrator._libvirt import error_code, error_message, shut_off_by_migration
 from migrator.adaptive import AdaptivePolicy
 from migrator.clock import Clock, RealClock
 from migrator.jobstats import data_gb
@@ -99,9 +100,8 @@ class _Slots:
             self._waiting.append(token)
 
     def acquire(self, token: object, cancelled: threading.Event) -> bool:
+        """Wait for a free slot for the enqueued ``token``; False if ``cancelled`` first."""
         with self._cond:
-            if token not in self._waiting:
-                self._waiting.append(token)
             try:
                 while not cancelled.is_set():
                     if self._busy < self.size and self._waiting[0] is token:
@@ -461,10 +461,12 @@ class LiveMigrationDriver:
         source = _SourceView(self, source_uri, handle.uuid, conns)
         if result.status == POSTCOPY_FAILED:
             handle.status = "recovering"
-            self._resume_post_copy(result, source, plan, label)
-            if result.status == POSTCOPY_FAILED and request.dest_connect_uri:
-                self._describe_lost_destination(result, request.dest_connect_uri,
-                                                handle.uuid, conns)
+            dest_uri = request.dest_connect_uri
+            self._resume_post_copy(
+                result, source, plan, label,
+                # without a way to look, the guest is assumed to wait on the destination
+                dest_gone=lambda: bool(dest_uri) and self._gone_from(dest_uri, handle.uuid,
+                                                                     conns))
         if (result.status == COMPLETED and worker.error is not None
                 and plan.has(c.VIR_MIGRATE_UNDEFINE_SOURCE)):
             # libvirt finished without the client, so its Confirm phase (which undefines) ran
@@ -489,7 +491,8 @@ class LiveMigrationDriver:
         return outcome
 
     def _resume_post_copy(
-        self, result: Outcome, source: _SourceView, plan: flags.Plan, label: str
+        self, result: Outcome, source: _SourceView, plan: flags.Plan, label: str,
+        dest_gone: Callable[[], bool],
     ) -> None:
         """Resume a post-copy whose link failed (POSTCOPY_RESUME, libvirt >= 8.5).
 
@@ -501,15 +504,19 @@ class LiveMigrationDriver:
         first_error = result.error
         since = c.MIGRATE_FLAGS["POSTCOPY_RESUME"].since
         if self.host.libvirt_version < since:
-            result.error = (f"post-copy failed ({first_error}); resuming it needs libvirt "
-                            f"{'.'.join(map(str, since))}: the guest runs on the destination "
-                            "with part of its memory on the source; repair the link and "
-                            "resume the migration by hand")
+            _give_up_post_copy(
+                result, dest_gone,
+                f"post-copy failed ({first_error}); resuming it needs libvirt "
+                f"{'.'.join(map(str, since))}",
+                "the guest runs on the destination with part of its memory on the source; "
+                "repair the link and resume the migration by hand")
             return
         if timeout <= 0:
-            result.error = (f"post-copy failed ({first_error}); automatic resume is off "
-                            "(live_migration_postcopy_recovery_timeout = 0): repair the link "
-                            "and resume it with virsh migrate --postcopy --postcopy-resume")
+            _give_up_post_copy(
+                result, dest_gone,
+                f"post-copy failed ({first_error}); automatic resume is off "
+                "(live_migration_postcopy_recovery_timeout = 0)",
+                "repair the link and resume it with virsh migrate --postcopy --postcopy-resume")
             return
         flags_ = plan.flags | c.VIR_MIGRATE_POSTCOPY | c.VIR_MIGRATE_POSTCOPY_RESUME
         start = self.clock.now()
@@ -527,10 +534,12 @@ class LiveMigrationDriver:
             dom = source.domain()
             if dom is None:
                 if waited >= timeout:
-                    result.error = (f"post-copy failed ({first_error}) and the source libvirt "
-                                    f"stayed unreachable for {timeout} s: the guest runs on "
-                                    "the destination; check where its memory is")
                     result.total_seconds += waited
+                    _give_up_post_copy(
+                        result, dest_gone,
+                        f"post-copy failed ({first_error}) and the source libvirt stayed "
+                        f"unreachable for {timeout} s",
+                        "the guest runs on the destination; check where its memory is")
                     return
                 self.clock.wait(idle, min(5.0, max(timeout - waited, 0.1)))
                 continue
@@ -553,48 +562,36 @@ class LiveMigrationDriver:
                 result.total_seconds += waited
                 LOG.info("%s%s", label, result.notes[-1])
                 return
-            last = str(getattr(worker.error, "get_error_message", lambda: None)()
-                       or worker.error)
+            last = error_message(worker.error)
             if waited >= timeout:
-                result.error = (
-                    f"post-copy failed ({first_error}) and could not be resumed within "
-                    f"{timeout} s ({attempt} attempts, last error: {last}): the guest runs on "
-                    "the destination, paused on missing memory that is still on the source; "
-                    "repair the link between the hosts and resume the migration "
-                    "(virsh migrate --postcopy --postcopy-resume)")
                 result.total_seconds += waited
+                _give_up_post_copy(
+                    result, dest_gone,
+                    f"post-copy failed ({first_error}) and could not be resumed within "
+                    f"{timeout} s ({attempt} attempts, last error: {last})",
+                    "the guest runs on the destination, paused on missing memory that is "
+                    "still on the source; repair the link between the hosts and resume the "
+                    "migration (virsh migrate --postcopy --postcopy-resume)")
                 return
             self.clock.wait(idle, min(5.0, timeout - waited))
 
-    def _describe_lost_destination(self, result: Outcome, dest_uri: str, uuid: str,
-                                   conns: list[Any]) -> None:
-        """Correct the failure message when the guest is no longer on the destination.
+    def _gone_from(self, host_uri: str, uuid: str, conns: list[Any]) -> bool:
+        """True when libvirt at ``host_uri`` says the guest is not running there.
 
-        The message assumes the guest waits, paused, on the destination; if it was
-        destroyed there (or its host lost it) that is false and the advice dangerous:
-        the paused source copy lacks every page the destination changed.
-        """
+        False when it runs there or when that cannot be told within 5 s."""
 
         def look() -> bool:
-            conn = self._connect(dest_uri)
+            conn = self._connect(host_uri)
             conns.append(conn)
             try:
-                return bool(conn.lookupByUUIDString(uuid).isActive())
+                return not conn.lookupByUUIDString(uuid).isActive()
             except Exception as exc:  # noqa: BLE001 - libvirtError
-                if getattr(exc, "get_error_code", lambda: None)() == c.VIR_ERR_NO_DOMAIN:
-                    return False
+                if error_code(exc) == c.VIR_ERR_NO_DOMAIN:
+                    return True
                 raise
 
-        finished, active = concurrency.call_with_timeout(look, 5.0, "migrator-dest-state")
-        if not finished or isinstance(active, BaseException) or active:
-            return  # unknown, or still there: the message stands
-        result.error = (
-            f"{(result.error or 'post-copy failed').split(': the guest runs on')[0]}: the guest "
-            "is no longer running on the destination, so the memory it changed there is lost; "
-            "the copy left paused on the source is incomplete and must not be resumed: "
-            "restart the guest from its disks"
-        )
-        LOG.error("%s", result.error)
+        finished, gone = concurrency.call_with_timeout(look, 5.0, "migrator-dest-state")
+        return finished and gone is True
 
     def _final_downtime(self, dest_uri: str, uuid: str, conns: list[Any]) -> int | None:
         """The actual downtime, from the destination's completed-job stats (best effort)."""
@@ -648,7 +645,7 @@ class _SourceView:
         try:
             return concurrency.blocking(conn.lookupByUUIDString(self._uuid))
         except Exception as exc:  # noqa: BLE001
-            if getattr(exc, "get_error_code", lambda: None)() == c.VIR_ERR_NO_DOMAIN:
+            if error_code(exc) == c.VIR_ERR_NO_DOMAIN:
                 return _GONE
             return None
 
@@ -662,8 +659,8 @@ class _SourceView:
         try:
             state, reason = dom.state()[:2]
         except Exception as exc:  # noqa: BLE001
-            return getattr(exc, "get_error_code", lambda: None)() == c.VIR_ERR_NO_DOMAIN
-        return state == c.VIR_DOMAIN_SHUTOFF and reason == c.VIR_DOMAIN_SHUTOFF_MIGRATED
+            return error_code(exc) == c.VIR_ERR_NO_DOMAIN
+        return shut_off_by_migration(state, reason)
 
     def undefine_leftover(self, result: Outcome, label: str) -> None:
         """UNDEFINE_SOURCE was asked for, but libvirt finished without the client
@@ -673,7 +670,7 @@ class _SourceView:
             return
         try:
             state, reason = dom.state()[:2]
-            if state == c.VIR_DOMAIN_SHUTOFF and reason == c.VIR_DOMAIN_SHUTOFF_MIGRATED:
+            if shut_off_by_migration(state, reason):
                 dom.undefine()
                 result.notes.append("removed the source's shut-off definition of the migrated "
                                     "guest (libvirt finished the job without the client)")
@@ -683,6 +680,23 @@ class _SourceView:
 
 
 _GONE = object()  # the guest's domain no longer exists on the source
+
+
+def _give_up_post_copy(result: Outcome, dest_gone: Callable[[], bool], what: str,
+                       where_and_advice: str) -> None:
+    """The terminal message of a post-copy that stays broken.
+
+    It normally tells the operator the guest waits on the destination; if the
+    destination no longer runs it (destroyed during the recovery), that advice
+    would be dangerous: the paused source copy lacks every page changed there.
+    """
+    if dest_gone():
+        where_and_advice = (
+            "the guest is no longer running on the destination, so the memory it changed "
+            "there is lost; the copy left paused on the source is incomplete and must not "
+            "be resumed: restart the guest from its disks")
+    result.error = f"{what}: {where_and_advice}"
+    LOG.error("%s", result.error)
 
 
 def _redact(outcome: MigrationOutcome) -> None:

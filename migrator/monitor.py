@@ -30,6 +30,7 @@ from oslo_log import log as logging
 
 from migrator import concurrency, exception
 from migrator import constants as c
+from migrator._libvirt import error_code, error_message, shut_off_by_migration
 from migrator.clock import Clock
 from migrator.jobstats import JobSample, StatsError, classify_stats_error
 from migrator.policy import Action, ActionKind, Policy, Tunables
@@ -164,16 +165,6 @@ class _Request:
     def __init__(self, kind: str):
         self.kind = kind
         self.future: Future[bool] = Future()
-
-
-def _code(exc: BaseException) -> int | None:
-    get = getattr(exc, "get_error_code", None)
-    return get() if callable(get) else None
-
-
-def _message(exc: BaseException) -> str:
-    get = getattr(exc, "get_error_message", None)
-    return (get() if callable(get) else None) or str(exc)
 
 
 class Monitor:
@@ -365,10 +356,10 @@ class Monitor:
         return sample
 
     def _stats_error(self, exc: BaseException) -> None:
-        code = _code(exc)
+        code = error_code(exc)
         if code is None:
             raise exc
-        kind = classify_stats_error(code, _message(exc))
+        kind = classify_stats_error(code, error_message(exc))
         if kind is StatsError.NO_SUPPORT and not self._use_job_info:
             LOG.info("%sjobStats is not supported; falling back to jobInfo", self.label)
             self._use_job_info = True
@@ -381,20 +372,20 @@ class Monitor:
         self._stats_errors += 1
         LOG.warning(
             "%sjobStats failed (%d/%d): %s", self.label, self._stats_errors, MAX_STATS_ERRORS,
-            _message(exc),
+            error_message(exc),
         )
         if self._connection_lost(exc):
             self._try_reconnect(exc)
         if self._stats_errors >= MAX_STATS_ERRORS:
             raise exception.MonitorError(
-                f"jobStats failed {self._stats_errors} times in a row: {_message(exc)}"
+                f"jobStats failed {self._stats_errors} times in a row: {error_message(exc)}"
             )
         return None
 
     @staticmethod
     def _connection_lost(exc: BaseException) -> bool:
-        code = _code(exc)
-        text = _message(exc).lower()
+        code = error_code(exc)
+        text = error_message(exc).lower()
         return code in (c.VIR_ERR_SYSTEM_ERROR, c.VIR_ERR_RPC) or (
             code == c.VIR_ERR_INTERNAL_ERROR
             and ("socket is closed" in text or "connection" in text)
@@ -409,7 +400,7 @@ class Monitor:
         except Exception as again:  # noqa: BLE001
             LOG.warning("%sReconnecting the monitor failed: %s", self.label, again)
             return
-        LOG.info("%sMonitor connection re-opened after: %s", self.label, _message(exc))
+        LOG.info("%sMonitor connection re-opened after: %s", self.label, error_message(exc))
         self._stats_errors = 0
 
     def _check_post_copy_state(self) -> None:
@@ -435,9 +426,9 @@ class Monitor:
             if self._connection_lost(exc):
                 raise exception.MonitorError(
                     f"lost the connection to the source libvirt and could not reconnect: "
-                    f"{_message(exc)}") from exc
-            code = _code(exc)
-            if code is not None and classify_stats_error(code, _message(exc)) in (
+                    f"{error_message(exc)}") from exc
+            code = error_code(exc)
+            if code is not None and classify_stats_error(code, error_message(exc)) in (
                 StatsError.FINISHING, StatsError.NOT_STARTED
             ):
                 return self._still_finishing()
@@ -509,8 +500,8 @@ class Monitor:
                 req.future.set_exception(exception.AbortFailed(msg))
             return False
         if isinstance(result, BaseException):
-            text = _message(result)
-            if _code(result) == c.VIR_ERR_OPERATION_INVALID and "no job" in text.lower():
+            text = error_message(result)
+            if error_code(result) == c.VIR_ERR_OPERATION_INVALID and "no job" in text.lower():
                 # The job is not there yet (or any more): retry on the next running sample.
                 if record:
                     self._record(ActionKind.ABORT, None, reason + " (job not started yet; "
@@ -568,7 +559,7 @@ class Monitor:
                     return False, "abortJob failed"
             return True, None
         except Exception as exc:  # noqa: BLE001 - libvirtError: reported to the policy
-            return False, _message(exc)
+            return False, error_message(exc)
 
     def _record(self, kind: ActionKind, value, reason: str, ok: bool, error: str | None = None,
                 at: float | None = None) -> None:
@@ -648,8 +639,8 @@ class Monitor:
             if self.worker.started:
                 return COMPLETED, None, None
             return CANCELLED, "cancelled before the migration started", None
-        code = _code(err)
-        text = _message(err)
+        code = error_code(err)
+        text = error_message(err)
         if self._post_copy_failed():
             return POSTCOPY_FAILED, text, code
         if self.policy.in_post_copy:
@@ -712,8 +703,8 @@ class Monitor:
         try:
             state, reason = self._ask(lambda d: d.state())[:2]
         except Exception as exc:  # noqa: BLE001
-            return _code(exc) == c.VIR_ERR_NO_DOMAIN
-        return state == c.VIR_DOMAIN_SHUTOFF and reason == c.VIR_DOMAIN_SHUTOFF_MIGRATED
+            return error_code(exc) == c.VIR_ERR_NO_DOMAIN
+        return shut_off_by_migration(state, reason)
 
     def _resume_guest(self) -> None:
         """Force-complete paused the guest and the migration did not finish: resume it."""

@@ -414,11 +414,13 @@ def run(quick: bool = False) -> Report:
               ["threads", "policy", "in flight", "completed", "start all (s)", "run (s)",
                "CPU (s)", "threads in flight", "peak OS threads", "peak RSS (MiB)",
                "RSS per migration (KiB)", "virtual T p50 (s)", "alone (s)"])
+    policies = POLICIES if not quick else ("adaptive",)
+    alone_s = {policy: _alone(policy) for policy in policies}
     for use_eventlet in (False, True):
-        for policy in POLICIES if not quick else ("adaptive",):
+        for policy in policies:
             r = _child("many", n=n, use_eventlet=use_eventlet, policy=policy)
             report.records.append({"part": "many", **r})
-            alone = _alone(policy)
+            alone = alone_s[policy]
             t.add("eventlet" if use_eventlet else "native", policy, r["in_flight"],
                   f"{r['statuses'].get('completed', 0)}/{n}", fmt(r["start_s"], 1),
                   fmt(r["run_s"], 1), fmt(r["cpu_s"], 1), r["carriers_in_flight"],

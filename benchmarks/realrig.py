@@ -264,7 +264,8 @@ def rig_table(records: Sequence[dict[str, Any]], workloads: Sequence[RigWorkload
     t.notes.append(
         f"Guest: {GUEST_MEMORY_MIB} MiB TCG dirtyguest; 'guest dirties' = the dirty rate it "
         "measured itself just before the migration.  Cap = live_migration_bandwidth.  "
-        "Timers: Nova's defaults compressed 25x (downtime ceiling 500 ms in 10 steps every "
+        f"Timers: Nova's defaults compressed 25x (downtime ceiling {CEILING_MS} ms in 10 "
+        "steps every "
         "3 s/GiB x 2 GiB, completion timeout 32 s/GiB = 64 s, abort).  Downtime = libvirt's "
         "completed-job stats (destination's; none after post-copy); passes = libvirt's "
         "memory_iteration in them, or, for runs that did not complete (libvirt 9.0 keeps no "

@@ -35,12 +35,18 @@ from typing import Any
 import pytest
 
 from migrator import constants as c
-from tests.functional.test_driver_real import Run, assert_moved, assert_stayed, guest, make_conf
+from migrator.testing.config import make_conf
+from tests.functional.test_driver_real import (
+    CAP,  # MiB/s: the NEVER guest (96 MiB rewritten flat out) never converges through it
+    NEVER,
+    Run,
+    assert_moved,
+    assert_stayed,
+    guest,
+)
 
 libvirt = pytest.importorskip("libvirt")
 
-NEVER = {"mb": 96, "rate": 0}  # 96 MiB rewritten flat out
-CAP = 20  # MiB/s: the 96 MiB guest never converges through it
 LINK_KBIT = 16_000  # 2 MB/s between the hosts: post-copy lasts about a minute
 GRACE = 10.0  # s for threads and connections to go away after the outcome
 
@@ -241,7 +247,7 @@ def test_link_cut_mid_post_copy_is_resumed(netns_rig) -> None:
     with rig.tcp_patience(4), faulty_link(rig):
         run, tick = start_post_copy(rig, name, live_migration_postcopy_recovery_timeout=60)
         rig.cut_link()
-        wait_for(lambda: rig.where(name)["a"][:2] == (PAUSED, PAUSED_POSTCOPY_FAILED)
+        wait_for(lambda: state(rig, name, "a") == (PAUSED, PAUSED_POSTCOPY_FAILED)
                  and state(rig, name, "b") == (RUNNING, RUNNING_POSTCOPY_FAILED), 60,
                  "post-copy to fail on both hosts")
         time.sleep(2)  # the driver retries meanwhile: the destination is unreachable
@@ -260,7 +266,7 @@ def test_short_link_cut_mid_post_copy_completes(netns_rig) -> None:
     with faulty_link(rig):
         run, tick = start_post_copy(rig, name, live_migration_postcopy_recovery_timeout=20)
         rig.cut_link()
-        wait_for(lambda: rig.where(name)["a"][:2] == (PAUSED, PAUSED_POSTCOPY_FAILED), 60,
+        wait_for(lambda: state(rig, name, "a") == (PAUSED, PAUSED_POSTCOPY_FAILED), 60,
                  "libvirt to give up on the source")
         time.sleep(2)
         rig.unshape_link()

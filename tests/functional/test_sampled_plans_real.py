@@ -72,5 +72,8 @@ def test_sampled_plans_are_accepted_by_real_libvirt(rig) -> None:
                 continue
         if s.plan.has(c.VIR_MIGRATE_UNDEFINE_SOURCE):
             assert_moved(rig, name, "b", tick)
+        else:  # the source keeps a shut-off definition; the guest runs on b
+            where = rig.where(name)
+            assert where["b"] is not None and where["b"][0] == c.VIR_DOMAIN_RUNNING, where
         rig.cleanup_guests()
     assert refused == []

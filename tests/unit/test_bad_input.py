@@ -70,12 +70,13 @@ def conf_from(text: str) -> cfg.ConfigOpts:
     """A ConfigOpts parsed from a [libvirt] ini body (values are checked when read)."""
     import tempfile
 
-    path = Path(tempfile.mkdtemp(prefix="migrator-bad-input-")) / "migrator.conf"
-    path.write_text("[libvirt]\n" + textwrap.dedent(text))
-    conf = cfg.ConfigOpts()
-    migrator.conf.register_opts(conf)
-    conf(["--config-file", str(path)], project="migrator", default_config_files=[])
-    return conf
+    with tempfile.TemporaryDirectory(prefix="migrator-bad-input-") as tmp:
+        path = Path(tmp) / "migrator.conf"
+        path.write_text("[libvirt]\n" + textwrap.dedent(text))
+        conf = cfg.ConfigOpts()
+        migrator.conf.register_opts(conf)
+        conf(["--config-file", str(path)], project="migrator", default_config_files=[])
+    return conf  # oslo.config read the file while parsing
 
 
 @pytest.fixture
@@ -283,14 +284,6 @@ def test_template_password_never_in_logs_or_outcome(fake, caplog):
     assert PASSWORD not in json.dumps(outcome.to_dict())
     assert PASSWORD not in json.dumps(handle.plan.to_dict())
     assert all(PASSWORD not in str(d) for d in handle.plan.decisions)
-
-
-def test_template_password_not_in_the_outcome_repr(fake):
-    driver, conn = driver_for(fake, conf_from(f"live_migration_uri = {CRED_TEMPLATE}"))
-    driver.init_host()
-    handle = driver.live_migration(conn.lookupByName("vm1"), "dst", post_method=print,
-                                   recover_method=print)
-    outcome = handle.wait(30)
     assert PASSWORD not in repr(outcome) and PASSWORD not in repr(handle.plan)
 
 

@@ -60,7 +60,8 @@ def test_sim_quick() -> None:
     assert {r["dirty/bw"] for r in _rows(ratios)} == {f"{x:g}" for x in sim.QUICK_RATIOS}
     text = report.markdown()
     for check in ("completes every workload steps completes", "hopeless workloads sooner",
-                  "lower median total time on the 0.5-0.95 band", "downtime"):
+                  "lower median total time on the 0.5-0.95 band",
+                  "- downtime (both completed in pre-copy"):
         assert check in text
 
 
@@ -91,5 +92,4 @@ def test_overhead_quick() -> None:
     for r in rows:
         done, trials = r["measured"].split("/")
         assert done == trials, r  # every request reached libvirt
-        assert float(r["p50 (ms)"]) >= 0
     assert not [e for rec in report.records if rec["part"] == "latency" for e in rec["errors"]]

@@ -423,12 +423,11 @@ EVENTLET_SCRIPT = textwrap.dedent(
     import eventlet
     eventlet.monkey_patch()
     import json, sys, time
-    from oslo_config import cfg
-    import migrator.conf
     from migrator import constants as C
     from migrator.driver import LiveMigrationDriver
     from migrator.testing import GiB, MiB
     from migrator.testing import fakelibvirt as fl
+    from migrator.testing.config import make_conf
     from migrator.testing.fixture import FakeLibvirtFixture
 
     N, LIMIT = 80, 10
@@ -457,9 +456,7 @@ EVENTLET_SCRIPT = textwrap.dedent(
         peak[0] = max(peak[0], len(fx.world.jobs))
         return t
     fx.clock.add_listener(listener)
-    conf = cfg.ConfigOpts(); migrator.conf.register_opts(conf); conf([], default_config_files=[])
-    conf.set_override("max_concurrent_live_migrations", LIMIT)
-    conf.set_override("live_migration_completion_timeout", 0, group="libvirt")
+    conf = make_conf(max_concurrent_live_migrations=LIMIT, live_migration_completion_timeout=0)
     conn = fx.module.open("qemu+tcp://src/system")
     driver = LiveMigrationDriver(conf, conn, clock=fx.clock)
     driver.init_host()

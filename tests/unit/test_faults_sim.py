@@ -256,26 +256,17 @@ def test_job_stats_failing_transiently(fake):
 
 
 def test_job_stats_failing_for_good_aborts_then_reports(fake):
+    """A monitor that cannot read the job aborts it, and says so: 'failed', not 'cancelled'
+    (which means cancelled by the user; Nova maps a monitor crash to an error too)."""
     hopeless_guest(fake)
     run = Run(fake)
     run.at(3, "arm", lambda h: fake.world.faults.fail("jobStats", **stats_error(None)))
     run.start()
     outcome = check_settled(run)
-    assert outcome.status == "failed"  # not a user cancel (see the next test)
+    assert outcome.status == "failed"  # not a user cancel
     assert "jobStats failed 5 times" in outcome.monitor_error
     (abort,) = actions(outcome, "abort")
     assert abort.ok and "monitor failed" in abort.reason
-
-
-def test_job_stats_failing_for_good_is_a_failure_not_a_user_cancel(fake):
-    """'cancelled' means cancelled by the user (README); Nova maps a monitor crash to an
-    error, not a cancel."""
-    hopeless_guest(fake)
-    run = Run(fake)
-    run.at(3, "arm", lambda h: fake.world.faults.fail("jobStats", **stats_error(None)))
-    run.start()
-    outcome = check_settled(run)
-    assert outcome.status == "failed"
 
 
 def test_job_stats_failing_for_good_but_libvirt_finishes_anyway(fake):

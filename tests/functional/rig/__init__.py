@@ -11,7 +11,7 @@ namespace, so its pid files, monitor sockets and logs stay per host too.
   whose addresses exist only inside those namespaces, so a test can cut or shape the link.
 
 * ``tls=True`` (either mode): a test CA and host certificates are made at start (``tls.py``),
-  each daemon also listens for TLS (port 16514, ``Host.tls_peer_uri``), and each host's
+  each daemon also listens for TLS (port 16514), and each host's
   ``/etc/pki`` (libvirt's and QEMU's certificates) is bind-mounted in its mount namespace.
 
 Clients in this process always talk to the daemons over their UNIX sockets (that works
@@ -138,11 +138,6 @@ class Host:
     def peer_uri(self) -> str:
         """URI the *other* daemon uses to reach this one (``dconnuri`` of migrateToURI3)."""
         return f"qemu+tcp://{self.addr}:{PORT}/system"
-
-    @property
-    def tls_peer_uri(self) -> str:
-        """Like ``peer_uri``, over libvirtd's TLS listener (``Rig(tls=True)`` only)."""
-        return f"qemu+tls://{self.addr}:{TLS_PORT}/system"
 
     @property
     def tls_name(self) -> str:

@@ -46,6 +46,12 @@ FAILED = "failed"
 # The link failed after the switch to post-copy: the guest runs on the destination
 # but part of its memory is still on the source.  Never rolled back; resumable.
 POSTCOPY_FAILED = "postcopy_failed"
+# Where the guest runs could not be established before the monitor's bound ran out
+# (a daemon unreachable, a job that never ended): the caller must not roll back.
+UNKNOWN = "unknown"
+# The only outcomes after which the guest is known to run on the source with no job
+# left: a caller may clean up the destination (Nova's rollback) after these alone.
+ROLLBACK_SAFE = frozenset({FAILED, CANCELLED, TIMED_OUT, STALLED})
 
 MODE_PRE_COPY = "pre-copy"
 MODE_POST_COPY = "post-copy"
@@ -76,7 +82,7 @@ class ActionRecord:
 class Outcome:
     """How one migration ended, as the caller's callbacks and the CLI see it."""
 
-    status: str  # completed | cancelled | timed_out | failed
+    status: str  # completed | cancelled | timed_out | stalled | failed | postcopy_failed | unknown
     mode: str | None  # pre-copy | post-copy | paused | None (no switchover)
     total_seconds: float
     downtime_ms: int | None
@@ -91,6 +97,13 @@ class Outcome:
     @property
     def succeeded(self) -> bool:
         return self.status == COMPLETED
+
+    @property
+    def rollback_safe(self) -> bool:
+        """True when the guest runs on the source and no job is left: cleaning up the
+        destination cannot destroy it.  False for ``completed``, ``postcopy_failed``
+        and ``unknown`` (the guest may run only on the destination)."""
+        return self.status in ROLLBACK_SAFE
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -14,7 +14,7 @@ import pytest
 
 from migrator import constants as c
 from migrator import exception
-from migrator.monitor import Monitor, Worker
+from migrator.monitor import Monitor, Outcome, Worker
 from migrator.policy import MonitorSettings, StepsPolicy, Tunables
 from migrator.progress import ProgressTracker
 
@@ -428,3 +428,14 @@ def test_progress_reported_every_interval_and_monotonic():
     assert percents == sorted(percents) and all(p < 100 for p in percents)
     assert len(seen) >= 2
     assert outcome.progress.percent == 100
+
+
+@pytest.mark.parametrize(
+    ("status", "safe"),
+    [("completed", False), ("failed", True), ("cancelled", True), ("timed_out", True),
+     ("stalled", True), ("postcopy_failed", False), ("unknown", False)],
+)
+def test_rollback_safe_only_when_the_guest_stays_on_the_source(status, safe):
+    outcome = Outcome(status=status, mode=None, total_seconds=0.0, downtime_ms=None,
+                              passes=0)
+    assert outcome.rollback_safe is safe

@@ -252,8 +252,9 @@ class LiveMigrationDriver:
             if decision.warning:
                 LOG.warning("%s: %s", decision.item, decision.reason)
         self.host, self.options, self.values = host, options, values
-        if self.queue:
-            self._slots = _Slots(int(values["max_concurrent_live_migrations"]))
+        limit = int(values["max_concurrent_live_migrations"]) if self.queue else 0
+        # 0 (Nova's option allows it) means no limit, as in Nova
+        self._slots = _Slots(limit) if limit > 0 else None
         return host
 
     def pre_live_migration(self) -> dict[str, Any]:

@@ -269,24 +269,27 @@ def test_cancelled_while_queued_never_touches_libvirt(fake, started):
 
 def test_without_own_queue_every_migration_starts_at_once(fake, started):
     """queue=False (the caller queues, as Nova's compute manager does): no second
-    queue, the limit is not read (a value migrator's own option refuses is ignored)."""
+    queue, the limit is not read.  The guests never converge and nothing times out,
+    so with any queue only the first would ever run."""
     n = 4
     for i in range(n):
         hopeless_guest(fake, f"vm{i}")
     conn = fake.module.open("qemu+tcp://src/system")
     baseline = len(fake.world.connections())
-    conf = make_conf(max_concurrent_live_migrations=1, live_migration_completion_timeout=30)
+    conf = make_conf(max_concurrent_live_migrations=1, live_migration_completion_timeout=0)
     driver = LiveMigrationDriver(conf, conn, clock=fake.clock, queue=False)
     driver.init_host()
-    assert driver._slots is None
-    sampler = Sampler(fake)
     rec = Recorder()
-    handles = [driver.live_migration(conn.lookupByName(f"vm{i}"), f"dst{i % 4}",
+    handles = [driver.live_migration(conn.lookupByName(f"vm{i}"), f"dst{i}",
                                      **rec.callbacks(f"vm{i}")) for i in range(n)]
-    sampler.handles.extend(handles)
+    deadline = time.monotonic() + 30
+    while len(fake.world.jobs) < n:
+        assert time.monotonic() < deadline, f"only {len(fake.world.jobs)} of {n} jobs started"
+        time.sleep(0.01)
+    for h in handles:
+        h.abort()
     for i, h in enumerate(handles):
-        assert check_own(h, rec, fake.world, f"dst{i % 4}").status == "timed_out"
-    assert sampler.peak_jobs == n, "all migrations ran at the same time"
+        assert check_own(h, rec, fake.world, f"dst{i}").status == "cancelled"
     assert sorted(started) == sorted(f"vm{i}" for i in range(n))
     settled_cleanly(fake, driver, baseline)
 

@@ -274,7 +274,7 @@ class LiveMigrationDriver:
     def plan(self, domain: Any, request: MigrationRequest) -> flags.Plan:
         """The migrateToURI3 call this driver would make for ``domain`` now."""
         host, options = self._require_init()
-        state = concurrency.blocking(domain).state()[0]
+        state = concurrency.blocking(domain).info()[0]  # as Nova reads it (its fake lacks state())
         facts = flags.MigrationFacts(
             dest=request.dest,
             inbound_addr=request.inbound_addr,

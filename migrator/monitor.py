@@ -669,7 +669,7 @@ class Monitor:
     def _status(self, err: BaseException | None) -> tuple[str, str | None, int | None]:
         if err is None:
             if self.worker.started:
-                return COMPLETED, None, None
+                return self._status_after_return()
             return CANCELLED, "cancelled before the migration started", None
         code = error_code(err)
         text = error_message(err)
@@ -703,6 +703,22 @@ class Monitor:
             self._note(f"migrateToURI3 raised after the guest moved: {text}")
             return COMPLETED, None, None
         return FAILED, text, code
+
+    def _status_after_return(self) -> tuple[str, str | None, int | None]:
+        """migrateToURI3 returned: the source's record of the finished job has the
+        last word when it says the job failed or was cancelled (Nova's test double
+        ends jobs that way; libvirt itself never does).  Read without consuming it."""
+        try:
+            stats = self._ask(lambda d: d.jobStats(
+                c.VIR_DOMAIN_JOB_STATS_COMPLETED | c.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED))
+            kind = int((stats or {}).get("type", c.VIR_DOMAIN_JOB_COMPLETED))
+        except Exception:  # noqa: BLE001 - the guest left the source with its job
+            return COMPLETED, None, None
+        if kind == c.VIR_DOMAIN_JOB_FAILED:
+            return FAILED, "migrateToURI3 returned, but libvirt reports the job failed", None
+        if kind == c.VIR_DOMAIN_JOB_CANCELLED:
+            return CANCELLED, "migrateToURI3 returned, but libvirt reports the job cancelled", None
+        return COMPLETED, None, None
 
     def _still_finishing(self) -> bool:
         """The job refuses stats: is the source still handing over (paused by migration)?"""

@@ -51,8 +51,8 @@ from migrator.policy import (
     ActionKind,
     MonitorSettings,
     Tunables,
+    downtime_steps,
 )
-from migrator.steps import downtime_steps
 from migrator.units import MiB, mib_text, secs_text
 
 # The max downtime set is the predicted need times this: QEMU measures the

@@ -8,9 +8,10 @@ return follow-up actions to execute at once).  Nothing here calls libvirt,
 reads a clock, sleeps or logs, so every decision is testable with plain data
 and a simulator can run thousands of migrations in virtual time.
 
-This module holds the contract only.  The policies are built from shared
-parts: :mod:`migrator.maxdowntime` (the one owner of the job's max downtime)
-and :mod:`migrator.jobcontrol` (Nova's force-complete, completion timeout and
+This module holds the contract and Nova's formulas (the ramp, the timeout).
+The policies are built from shared parts (:mod:`migrator.basepolicy`):
+:mod:`migrator.maxdowntime` (the one owner of the job's max downtime) and
+:mod:`migrator.jobcontrol` (Nova's force-complete, completion timeout and
 abort); :class:`migrator.steps.StepsPolicy` is Nova's ramp on top of them,
 :class:`migrator.adaptive.AdaptivePolicy` steers by the job stats instead.
 """
@@ -18,6 +19,7 @@ abort); :class:`migrator.steps.StepsPolicy` is Nova's ramp on top of them,
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -110,6 +112,26 @@ class Policy(Protocol):
 
     def pop_notes(self) -> list[Note]:
         """Decisions not to act since the last call, each to be logged once."""
+
+
+def downtime_steps(
+    data_gb: float, downtime: int, steps: int, delay: int
+) -> Iterator[tuple[int, int]]:
+    """Nova's linear downtime ramp: ``(seconds, max downtime ms)`` for steps 0..steps.
+
+    The wait between steps scales with the data size (``delay`` s per GiB).
+    Unlike Nova, the last step is exactly ``downtime``: Nova's int truncation
+    could stop one millisecond short of the configured ceiling (103 ms in 10
+    steps ended at 102).
+    """
+    if steps < 1:
+        raise ValueError(f"downtime steps must be >= 1, got {steps}")
+    delay_s = int(delay * data_gb)
+    base = downtime / steps
+    offset = (downtime - base) / steps
+    for i in range(steps):
+        yield int(delay_s * i), int(base + offset * i)
+    yield int(delay_s * steps), downtime
 
 
 def completion_timeout(per_gib: int, data_gb: float) -> int:

@@ -9,33 +9,13 @@ Nova's (:mod:`migrator.jobcontrol`), the max downtime's bookkeeping is shared
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from migrator import constants
 from migrator.basepolicy import BasePolicy
 from migrator.jobstats import JobSample
-from migrator.policy import Action, ActionKind, MonitorSettings, Tunables
+from migrator.policy import Action, ActionKind, MonitorSettings, Tunables, downtime_steps
 from migrator.units import gib_text
-
-
-def downtime_steps(
-    data_gb: float, downtime: int, steps: int, delay: int
-) -> Iterator[tuple[int, int]]:
-    """Nova's linear downtime ramp: ``(seconds, max downtime ms)`` for steps 0..steps.
-
-    The wait between steps scales with the data size (``delay`` s per GiB).
-    Unlike Nova, the last step is exactly ``downtime``: Nova's int truncation
-    could stop one millisecond short of the configured ceiling (103 ms in 10
-    steps ended at 102).
-    """
-    if steps < 1:
-        raise ValueError(f"downtime steps must be >= 1, got {steps}")
-    delay_s = int(delay * data_gb)
-    base = downtime / steps
-    offset = (downtime - base) / steps
-    for i in range(steps):
-        yield int(delay_s * i), int(base + offset * i)
-    yield int(delay_s * steps), downtime
 
 
 class StepsPolicy(BasePolicy):

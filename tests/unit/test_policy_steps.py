@@ -18,9 +18,10 @@ from migrator.policy import (
     Policy,
     Tunables,
     completion_timeout,
+    downtime_steps,
     timeout_expired,
 )
-from migrator.steps import StepsPolicy, downtime_steps
+from migrator.steps import StepsPolicy
 
 RUNNING = JobSample(type=constants.VIR_DOMAIN_JOB_UNBOUNDED)
 OFF = Tunables(completion_timeout=0, timeout_action="abort")

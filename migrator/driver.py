@@ -197,7 +197,10 @@ class LiveMigrationDriver:
 
     ``conf`` is the service's ``ConfigOpts`` with :func:`migrator.conf.register_opts`
     applied; ``connection`` a libvirt ``virConnect`` to the source (its URI is
-    used to open the driver's own connections).
+    used to open the driver's own connections).  With ``queue=False`` the
+    driver keeps no queue of its own and does not read
+    ``max_concurrent_live_migrations``: for a caller that queues migrations
+    itself, so that they are not queued twice.
     """
 
     def __init__(
@@ -210,8 +213,12 @@ class LiveMigrationDriver:
         abort_timeout: float = 30.0,
         policy_factory: Callable[[MonitorSettings, flags.Plan], Policy] | None = None,
         open_connection: Callable[[str], Any] | None = None,
+        queue: bool = True,
     ):
         self.conf = conf
+        # False: the caller queues (Nova's compute manager does, with its own
+        # max_concurrent_live_migrations): every migration starts at once.
+        self.queue = queue
         self.connection = connection
         self.clock = clock or RealClock()
         self.poll_interval = poll_interval
@@ -245,7 +252,8 @@ class LiveMigrationDriver:
             if decision.warning:
                 LOG.warning("%s: %s", decision.item, decision.reason)
         self.host, self.options, self.values = host, options, values
-        self._slots = _Slots(int(values["max_concurrent_live_migrations"]))
+        if self.queue:
+            self._slots = _Slots(int(values["max_concurrent_live_migrations"]))
         return host
 
     def pre_live_migration(self) -> dict[str, Any]:
@@ -289,6 +297,7 @@ class LiveMigrationDriver:
         request: MigrationRequest | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         on_sample: Callable[[float, Any], None] | None = None,
+        on_post_copy: Callable[[], None] | None = None,
         **request_fields: Any,
     ) -> MigrationHandle:
         """Start migrating ``domain`` to ``dest``; returns at once with a handle.
@@ -302,7 +311,8 @@ class LiveMigrationDriver:
         fields (``inbound_addr``, ``block_migration``, ``disks``, ...).
         ``on_progress`` gets a :class:`~migrator.progress.Progress` every
         ``live_migration_monitor_interval``; ``on_sample`` (for tracing) every
-        job sample with the seconds since the monitor started.
+        job sample with the seconds since the monitor started; ``on_post_copy``
+        once, from the monitor's thread, right after the job switched to post-copy.
         """
         if request is None:
             if dest is None:
@@ -323,7 +333,8 @@ class LiveMigrationDriver:
             self._slots.enqueue(handle)
         concurrency.spawn(
             lambda: self._run(
-                handle, dom, request, post_method, recover_method, on_progress, on_sample
+                handle, dom, request, post_method, recover_method,
+                (on_progress, on_sample, on_post_copy),
             ),
             f"migrator-{handle.name}",
         )
@@ -364,20 +375,21 @@ class LiveMigrationDriver:
             return AdaptivePolicy(settings)
         return StepsPolicy(settings)
 
-    def _run(
-        self, handle, dom, request, post_method, recover_method, on_progress, on_sample
-    ) -> None:
+    def _run(self, handle, dom, request, post_method, recover_method, hooks) -> None:
         outcome: MigrationOutcome | None = None
         conns: list[Any] = []
         acquired = False
         try:
-            assert self._slots is not None
-            acquired = self._slots.acquire(handle, handle._cancel_queued)
-            if not acquired:
+            if self._slots is not None:
+                acquired = self._slots.acquire(handle, handle._cancel_queued)
+                started = acquired
+            else:
+                started = not handle._cancel_queued.is_set()
+            if not started:
                 outcome = self._early_outcome(handle, CANCELLED, "cancelled while queued")
                 return
             handle.status = "preparing"
-            outcome = self._migrate(handle, dom, request, on_progress, on_sample, conns)
+            outcome = self._migrate(handle, dom, request, hooks, conns)
         except Exception as exc:  # noqa: BLE001 - settled below, the guest untouched
             LOG.exception("%s: migration could not start", handle.name)
             outcome = self._early_outcome(handle, FAILED, f"{type(exc).__name__}: {exc}")
@@ -387,7 +399,7 @@ class LiveMigrationDriver:
                     conn.close()
                 except Exception:  # noqa: BLE001 - best effort
                     pass
-            if acquired:
+            if acquired and self._slots is not None:
                 self._slots.release()
             if outcome is not None:
                 outcome.migrate_data = request.migrate_data
@@ -407,9 +419,8 @@ class LiveMigrationDriver:
             plan=handle.plan,
         )
 
-    def _migrate(
-        self, handle, dom, request, on_progress, on_sample, conns
-    ) -> MigrationOutcome:
+    def _migrate(self, handle, dom, request, hooks, conns) -> MigrationOutcome:
+        on_progress, on_sample, on_post_copy = hooks
         plan = self.plan(dom, request)  # facts may have changed while queued
         handle.plan = plan
         source_uri = self.connection.getURI()
@@ -446,7 +457,7 @@ class LiveMigrationDriver:
         monitor = Monitor(
             domain=mon_dom, reconnect=reconnect, worker=worker, policy=policy,
             clock=self.clock, tunables=self._tunables, progress=tracker, on_progress=progress,
-            on_sample=on_sample,
+            on_sample=on_sample, on_post_copy=on_post_copy,
             poll_interval=self.poll_interval, abort_timeout=self.abort_timeout, label=label,
         )
         with handle._lock:

@@ -199,6 +199,7 @@ class Monitor:
         progress: ProgressTracker,
         on_progress: Callable[[Progress], None] | None = None,
         on_sample: Callable[[float, JobSample], None] | None = None,
+        on_post_copy: Callable[[], None] | None = None,
         poll_interval: float = 0.5,
         abort_timeout: float = 30.0,
         label: str = "",
@@ -212,6 +213,8 @@ class Monitor:
         self.tracker = progress
         self._on_progress = on_progress
         self._on_sample = on_sample
+        self._on_post_copy = on_post_copy
+        self._post_copy_reported = False
         self.poll_interval = poll_interval
         self.abort_timeout = abort_timeout
         self.label = label
@@ -426,6 +429,7 @@ class Monitor:
             return
         if state == c.VIR_DOMAIN_PAUSED and reason == c.VIR_DOMAIN_PAUSED_POSTCOPY:
             self.policy.post_copy_started(self.now())
+            self._report_post_copy()
 
     def _job_still_running(self) -> bool:
         """After migrateToURI3 raised: does the job go on without the client?"""
@@ -546,6 +550,7 @@ class Monitor:
                 else:
                     self._policy_abort = act.reason
             queue.extend(self.policy.action_result(act, ok, error, self.now()))
+            self._report_post_copy()
 
     def _call(self, action: Action) -> tuple[bool, str | None]:
         dom = self.domain
@@ -594,6 +599,20 @@ class Monitor:
     def _drain_notes(self) -> None:
         for note in self.policy.pop_notes():
             self._note(note.text)
+
+    def _report_post_copy(self) -> None:
+        """Tell the caller once that the job switched to post-copy (Nova then marks its
+        Migration 'running (post-copy)' and activates the destination's ports early)."""
+        if self._post_copy_reported or not self.policy.in_post_copy:
+            return
+        self._post_copy_reported = True
+        if self._on_post_copy is None:
+            return
+        try:
+            self._on_post_copy()
+        except Exception as exc:  # noqa: BLE001 - the caller's hook: reported, job goes on
+            self._note(f"post-copy hook raised {type(exc).__name__}: {exc}")
+            LOG.exception("%spost-copy hook failed", self.label)
 
     def _report_progress(self, progress: Progress) -> None:
         self._last_progress = progress
@@ -704,6 +723,7 @@ class Monitor:
             return False
         if state == c.VIR_DOMAIN_PAUSED and reason == c.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED:
             self.policy.post_copy_started(self.now())
+            self._report_post_copy()
             return True
         return False
 

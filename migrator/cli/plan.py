@@ -60,10 +60,6 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _dotted(version: tuple[int, int, int]) -> str:
-    return ".".join(map(str, version))
-
-
 def _read_versions(uri: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """libvirt's and QEMU's versions from a read-only connection to ``uri``."""
     from migrator import _libvirt
@@ -85,8 +81,8 @@ def host_facts(args: argparse.Namespace, virt_type: str) -> tuple[flags.HostFact
     """The host's facts from ``--connect`` or the version arguments, with notes on where from."""
     if args.connect:
         lib, qemu = _read_versions(args.connect)
-        note = (f"versions read from {args.connect}: libvirt {_dotted(lib)}, "
-                f"QEMU {_dotted(qemu)}")
+        note = (f"versions read from {args.connect}: libvirt {flags.format_version(lib)}, "
+                f"QEMU {flags.format_version(qemu)}")
         return flags.HostFacts(virt_type, lib, qemu), [note]
     lib = args.libvirt_version or flags.DEFAULT_LIBVIRT_VERSION
     qemu = args.qemu_version or flags.DEFAULT_QEMU_VERSION
@@ -95,19 +91,36 @@ def host_facts(args: argparse.Namespace, virt_type: str) -> tuple[flags.HostFact
     notes = []
     if assumed:
         notes.append(
-            f"assumed {' and '.join(assumed)} version(s) (libvirt {_dotted(lib)}, "
-            f"QEMU {_dotted(qemu)}: Nova's minimums); "
+            f"assumed {' and '.join(assumed)} version(s) (libvirt {flags.format_version(lib)}, "
+            f"QEMU {flags.format_version(qemu)}: Nova's minimums); "
             "pass --connect URI or --libvirt-version/--qemu-version for a real host"
         )
     return flags.HostFacts(virt_type, lib, qemu), notes
 
 
+def _headline(plan: flags.Plan) -> str:
+    migration = plan.migration
+    if not migration.block_migration:
+        return f"Plan for a live migration to {migration.dest}"
+    if not migration.disks:
+        return f"Plan for a block migration to {migration.dest} that copies NO disk"
+    return (f"Plan for a block migration to {migration.dest} copying "
+            f"{', '.join(migration.disks)}")
+
+
 def print_plan(plan: flags.Plan, notes: list[str]) -> None:
+    """The plan for a person: warnings first (each once), then the call, then every decision."""
     out = sys.stdout
-    kind = "block migration" if plan.migration.block_migration else "live migration"
-    out.write(f"Plan for a {kind} to {plan.migration.dest}\n")
+    out.write(_headline(plan) + "\n")
     for note in notes:
         out.write(f"  note: {note}\n")
+    warnings = [d for d in plan.decisions if d.warning]
+    if warnings:
+        out.write("Warnings:\n")
+        for d in warnings:
+            opts = f"  [{', '.join(d.options)}]" if d.options else ""
+            out.write(f"  ! {d.item} {d.action}: {d.reason}{opts}\n")
+    out.write("migrateToURI3:\n")
     out.write(f"  flags:       {plan.flags} = {' | '.join(plan.flag_names)}\n")
     out.write(f"  uri:         {plan.to_dict()['uri']}\n")
     out.write(f"  migrate_uri: {plan.migrate_uri or '(none: libvirt picks the address)'}\n")
@@ -115,10 +128,6 @@ def print_plan(plan: flags.Plan, notes: list[str]) -> None:
     out.write(f"  params:      {params}\n")
     out.write("Decisions:\n")
     for d in plan.decisions:
-        mark = "!" if d.warning else " "
+        reason = "see the warning above" if d.warning else d.reason
         opts = f"  [{', '.join(d.options)}]" if d.options else ""
-        out.write(f" {mark} {d.action:<10} {d.item}: {d.reason}{opts}\n")
-    if plan.warnings:
-        out.write("Warnings:\n")
-        for w in plan.warnings:
-            out.write(f"  {w}\n")
+        out.write(f" {'!' if d.warning else ' '} {d.action:<10} {d.item}: {reason}{opts}\n")

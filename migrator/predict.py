@@ -360,7 +360,7 @@ def _stuck_text(w: Workload, link: Link, limits: Limits, run: Run, flow: PreCopy
     if run.throttle:
         dirties += f" with its CPU throttled to {run.throttle} %"
     carries = f"the link carries {_rate(link.bandwidth)}"
-    if run.ended != "stuck":
+    if not run.stalled and flow.rate < link.bandwidth:
         return (f"{dirties}, {carries}: pre-copy still has {human_bytes(run.final_set)} to "
                 f"send after {human_seconds(run.seconds)}")
     parts = [f"{dirties}, {carries}"] if flow.rate >= link.bandwidth else []

@@ -15,7 +15,7 @@ from typing import Any
 from oslo_config import cfg
 
 from migrator import conf as mconf
-from migrator import flags, units
+from migrator import flags, units, uri
 
 EXIT_OK = 0  # the command did what was asked (a migration completed)
 EXIT_FAILED = 1  # a migration ran and did not complete
@@ -51,12 +51,10 @@ def load_conf(config_files: Sequence[str] | None) -> cfg.ConfigOpts:
             f"cannot read config file(s) {', '.join(exc.config_files)}: check the path "
             "and permissions"
         ) from None
-    except cfg.ConfigFileParseError as exc:
-        raise UsageError(
-            f"config file {exc.config_file} is not a valid ini file: {exc.msg}"
-        ) from None
+    except cfg.ConfigFileParseError as exc:  # never quote the line: it may be a password
+        raise UsageError(mconf.describe_parse_error(exc)) from None
     except (cfg.Error, ValueError) as exc:
-        raise UsageError(f"invalid configuration: {exc}") from None
+        raise UsageError(f"invalid configuration: {uri.mask_text(str(exc))}") from None
     return conf
 
 

@@ -60,10 +60,6 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _dotted(version: tuple[int, int, int]) -> str:
-    return ".".join(map(str, version))
-
-
 def _read_versions(uri: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """libvirt's and QEMU's versions from a read-only connection to ``uri``."""
     from migrator import _libvirt
@@ -85,8 +81,8 @@ def host_facts(args: argparse.Namespace, virt_type: str) -> tuple[flags.HostFact
     """The host's facts from ``--connect`` or the version arguments, with notes on where from."""
     if args.connect:
         lib, qemu = _read_versions(args.connect)
-        note = (f"versions read from {args.connect}: libvirt {_dotted(lib)}, "
-                f"QEMU {_dotted(qemu)}")
+        note = (f"versions read from {args.connect}: libvirt {flags.format_version(lib)}, "
+                f"QEMU {flags.format_version(qemu)}")
         return flags.HostFacts(virt_type, lib, qemu), [note]
     lib = args.libvirt_version or flags.DEFAULT_LIBVIRT_VERSION
     qemu = args.qemu_version or flags.DEFAULT_QEMU_VERSION
@@ -95,8 +91,8 @@ def host_facts(args: argparse.Namespace, virt_type: str) -> tuple[flags.HostFact
     notes = []
     if assumed:
         notes.append(
-            f"assumed {' and '.join(assumed)} version(s) (libvirt {_dotted(lib)}, "
-            f"QEMU {_dotted(qemu)}: Nova's minimums); "
+            f"assumed {' and '.join(assumed)} version(s) (libvirt {flags.format_version(lib)}, "
+            f"QEMU {flags.format_version(qemu)}: Nova's minimums); "
             "pass --connect URI or --libvirt-version/--qemu-version for a real host"
         )
     return flags.HostFacts(virt_type, lib, qemu), notes

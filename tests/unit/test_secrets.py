@@ -16,8 +16,7 @@ import pytest
 from oslo_config import cfg
 
 import migrator.conf
-from migrator import cli, exception, uri
-from migrator import constants as C
+from migrator import cli, constants, exception, uri
 from migrator.driver import LiveMigrationDriver
 from migrator.testing import GiB, MiB
 
@@ -159,7 +158,7 @@ def test_no_password_reaches_the_cli_output(tmp_path, capsys, password):
 def test_a_one_letter_password_leaves_libvirt_messages_readable(fake, make_conf):
     fake.world.add_guest("src", "vm1", memory=GiB, working_set=64 * MiB, dirty_rate=MiB)
     fake.world.faults.fail(
-        "migrateToURI3", code=C.VIR_ERR_OPERATION_FAILED, domain=C.VIR_FROM_QEMU,
+        "migrateToURI3", code=constants.VIR_ERR_OPERATION_FAILED, domain=constants.VIR_FROM_QEMU,
         message="operation aborted: migration to qemu+tcp://admin:b@dst/system broke")
     conf = make_conf("live_migration_uri = qemu+tcp://admin:b@%s/system\n")
     conn = fake.module.open("qemu+tcp://src/system")

@@ -21,7 +21,7 @@ from typing import Any
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from migrator import _libvirt, concurrency, exception, flags, forecast, uri
+from migrator import _libvirt, concurrency, exception, flags, forecast, measure, uri
 from migrator import conf as mconf
 from migrator import constants as c
 from migrator._libvirt import error_code, error_message, shut_off_by_migration
@@ -346,7 +346,7 @@ class LiveMigrationDriver:
         """What migrating ``domain`` would do under this driver's options: measures its
         dirty rate (a few seconds, never while it migrates) unless ``dirty_rate`` (bytes/s)
         is given (see :mod:`migrator.forecast`)."""
-        facts = forecast.guest_facts(domain, dirty_rate, memory=memory, clock=self.clock)
+        facts = measure.guest_facts(domain, dirty_rate, memory=memory, clock=self.clock)
         return forecast.forecast(self.conf, facts, link_rate)
 
     def active_migrations(self) -> list[MigrationHandle]:

@@ -2,7 +2,10 @@
 
 The glue between the options (``[libvirt]``), a guest's facts (its memory,
 its dirty rate measured by :mod:`migrator.measure` or given by the caller) and
-the pure model in :mod:`migrator.predict`:
+the pure model in :mod:`migrator.predict`; pure, like the model:
+
+* page sampling's windows tell the rate (the short ones) and, when the writes
+  saturate the long one, the working set (:func:`interpret`);
 
 * the max downtime follows the configured policy: Nova's ramp
   (``live_migration_downtime`` in ``live_migration_downtime_steps`` steps,
@@ -22,16 +25,69 @@ from typing import Any
 
 from migrator import exception
 from migrator.adaptive import SHRINKING_FAST
-from migrator.clock import Clock
 from migrator.jobstats import data_gb
-from migrator.measure import DEFAULT_WINDOWS, DirtyRate, measure
 from migrator.policy import completion_timeout, downtime_steps
 from migrator.predict import Limits, Link, Prediction, Workload, least, predict
 from migrator.units import human_bytes, human_seconds
 
 MiB = 1024**2
+# The long window's distinct pages below this share of rate x window: a working set.
+SATURATED = 0.75
 # The driver's default poll interval: when the monitor sees a pass boundary.
 POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Window:
+    seconds: int
+    bytes_per_second: float  # distinct pages written in the window, per second
+
+
+@dataclass(frozen=True)
+class DirtyRate:
+    """How fast a guest writes its memory, and where (bytes, bytes/s)."""
+
+    bytes_per_second: float
+    working_set: float | None = None  # None: not seen (all of memory, for all we know)
+    at_least: bool = False  # the short windows were saturated: the rate may be higher
+    windows: tuple[Window, ...] = ()
+    source: str = "given"  # or "page-sampling"
+
+    def describe(self) -> str:
+        text = f"dirties {'at least ' if self.at_least else ''}" \
+               f"{human_bytes(self.bytes_per_second)}/s"
+        if self.working_set is not None:
+            text += f" into a working set of ~{human_bytes(self.working_set)}"
+        if self.source == "page-sampling":
+            text += " (measured: libvirt page sampling, " + ", ".join(
+                f"{w.seconds} s: {w.bytes_per_second / MiB:.0f} MiB/s" for w in self.windows) + ")"
+        else:
+            text += " (given)"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bytes_per_second": self.bytes_per_second, "working_set": self.working_set,
+                "at_least": self.at_least, "source": self.source,
+                "windows": [[w.seconds, w.bytes_per_second] for w in self.windows]}
+
+
+def interpret(windows: tuple[Window, ...]) -> DirtyRate:
+    """The rate (mean of the shortest windows) and the working set (the longest one, if the
+    writes saturated it), from page-sampling results."""
+    if not windows:
+        raise ValueError("no measurement windows")
+    short = min(w.seconds for w in windows)
+    rates = [w.bytes_per_second for w in windows if w.seconds == short]
+    rate = sum(rates) / len(rates)
+    longest = max(windows, key=lambda w: w.seconds)
+    working_set = None
+    if longest.seconds > short:
+        distinct = longest.bytes_per_second * longest.seconds
+        if distinct < SATURATED * rate * longest.seconds:
+            working_set = distinct
+    # a short window that saw (about) the whole working set only bounds the rate from below
+    at_least = working_set is not None and rate * short >= 0.9 * working_set
+    return DirtyRate(rate, working_set, at_least, windows, "page-sampling")
 
 
 @dataclass(frozen=True)
@@ -135,31 +191,3 @@ def forecast(conf: Any, facts: GuestFacts, link_rate: float | None = None) -> Pr
         f"completes in ~{human_seconds(measured.configured.total_seconds)}"
         if measured.configured.completes else "does not complete")
     return replace(worst, caveat=caveat)
-
-
-
-def guest_facts(domain: Any, dirty: DirtyRate | float | None = None, *,
-                memory: float | None = None,
-                disk: float = 0.0, windows: tuple[int, ...] = DEFAULT_WINDOWS,
-                clock: Clock | None = None) -> GuestFacts:
-    """A running guest's facts: its RAM (libvirt's maxMem), QEMU's resident memory, and
-    ``dirty`` (bytes/s or a :class:`~migrator.measure.DirtyRate`) or, when not given, a
-    measurement (:func:`migrator.measure.measure`)."""
-    name = domain.name()
-    try:
-        ram = float(domain.info()[1]) * 1024
-    except Exception as exc:  # libvirtError, real or fake
-        raise exception.MeasurementFailed(f"cannot read the memory of {name}: {exc}") from None
-    if dirty is None:
-        dirty = measure(domain, windows, clock)
-    elif not isinstance(dirty, DirtyRate):
-        dirty = DirtyRate(float(dirty))
-    return GuestFacts(name, memory or ram, dirty, disk, _resident(domain))
-
-
-def _resident(domain: Any) -> float | None:
-    try:
-        rss = domain.memoryStats().get("rss")
-    except Exception:  # noqa: BLE001 - informational: libvirt may not report it
-        return None
-    return float(rss) * 1024 if rss else None

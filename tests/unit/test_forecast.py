@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from migrator import exception, forecast
+from migrator import exception, forecast, measure
 from migrator import predict as P
 from migrator.driver import LiveMigrationDriver
-from migrator.measure import DirtyRate
+from migrator.forecast import DirtyRate
 from migrator.testing import GiB, MiB
 from migrator.testing.config import make_conf
 
@@ -55,13 +55,13 @@ def test_configured_strategy_follows_the_flag_rules() -> None:
 def test_guest_facts_read_memory_and_take_a_given_rate(fake) -> None:
     fake.world.add_guest("src", "vm", memory=4 * GiB, dirty_rate=100 * MiB, state="paused")
     dom = fake.module.open("qemu+tcp://src/system").lookupByName("vm")
-    facts = forecast.guest_facts(dom, 50 * MiB)
+    facts = measure.guest_facts(dom, 50 * MiB)
     assert facts.memory == 4 * GiB and facts.resident == 4 * GiB
     assert facts.dirty == DirtyRate(50 * MiB) and facts.workload() == P.Workload(4 * GiB,
                                                                                    50 * MiB)
-    assert forecast.guest_facts(dom, 0, memory=GiB).memory == GiB
+    assert measure.guest_facts(dom, 0, memory=GiB).memory == GiB
     with pytest.raises(exception.MeasurementFailed, match="vm is paused"):
-        forecast.guest_facts(dom)
+        measure.guest_facts(dom)
     assert facts.to_dict()["dirty_rate"]["source"] == "given"
 
 

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from migrator import constants as C
-from migrator import exception, measure
+from migrator import exception, forecast, measure
 from migrator.testing import GiB, MiB, Piecewise
 
 STATS = C.VIR_DOMAIN_STATS_DIRTYRATE
@@ -210,4 +210,4 @@ def test_measure_rejects_windows_libvirt_would_refuse(fake) -> None:
 
 def test_interpret_needs_a_window() -> None:
     with pytest.raises(ValueError, match="no measurement windows"):
-        measure.interpret(())
+        forecast.interpret(())

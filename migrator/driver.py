@@ -37,9 +37,10 @@ from migrator.monitor import (
     Outcome,
     Worker,
 )
-from migrator.policy import MonitorSettings, Policy, StepsPolicy, Tunables
+from migrator.policy import MonitorSettings, Policy, Tunables
 from migrator.predict import Prediction
 from migrator.progress import Progress, ProgressTracker
+from migrator.steps import StepsPolicy
 
 LOG = logging.getLogger(__name__)
 
@@ -441,7 +442,7 @@ class LiveMigrationDriver:
         mon_dom = concurrency.blocking(mon_conn.lookupByUUIDString(handle.uuid))
         settings = self._settings(mon_dom, plan, request)
         policy = self._make_policy(settings, plan)
-        tracker = ProgressTracker(settings.monitor_interval)
+        tracker = ProgressTracker(settings.monitor_interval, lambda: policy.applied_downtime_ms)
 
         def reconnect() -> Any:
             conn = self._connect(source_uri)

@@ -557,7 +557,6 @@ class Monitor:
         try:
             if action.kind is ActionKind.SET_MAX_DOWNTIME:
                 dom.migrateSetMaxDowntime(int(action.value or 0), 0)
-                self.tracker.max_downtime_ms = int(action.value or 0)
             elif action.kind is ActionKind.SET_MAX_SPEED:
                 dom.migrateSetMaxSpeed(int(action.value or 0), 0)
             elif action.kind is ActionKind.START_POST_COPY:
@@ -646,11 +645,11 @@ class Monitor:
         elif status == COMPLETED:
             if self.policy.in_post_copy:
                 mode = MODE_POST_COPY
-            elif getattr(self.policy, "guest_suspended", False):
+            elif self.policy.guest_suspended:
                 mode = MODE_PAUSED
             else:
                 mode = MODE_PRE_COPY
-        elif getattr(self.policy, "guest_suspended", False):
+        elif self.policy.guest_suspended:
             self._resume_guest()
         progress = self.tracker.final(self.now(), completed=status == COMPLETED)
         return Outcome(

@@ -15,8 +15,9 @@ import pytest
 from migrator import constants as c
 from migrator import exception
 from migrator.monitor import Monitor, Outcome, Worker
-from migrator.policy import MonitorSettings, StepsPolicy, Tunables
+from migrator.policy import MonitorSettings, Tunables
 from migrator.progress import ProgressTracker
+from migrator.steps import StepsPolicy
 
 GiB = 1024**3
 

@@ -21,7 +21,7 @@ from typing import Any
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from migrator import _libvirt, concurrency, exception, flags, uri
+from migrator import _libvirt, concurrency, exception, flags, forecast, measure, uri
 from migrator import conf as mconf
 from migrator import constants as c
 from migrator._libvirt import error_code, error_message, shut_off_by_migration
@@ -38,6 +38,7 @@ from migrator.monitor import (
     Worker,
 )
 from migrator.policy import MonitorSettings, Policy, Tunables
+from migrator.predict import Prediction
 from migrator.progress import Progress, ProgressTracker
 from migrator.steps import StepsPolicy
 
@@ -341,6 +342,14 @@ class LiveMigrationDriver:
             f"migrator-{handle.name}",
         )
         return handle
+
+    def predict(self, domain: Any, *, link_rate: float | None = None,
+                dirty_rate: float | None = None, memory: float | None = None) -> Prediction:
+        """What migrating ``domain`` would do under this driver's options: measures its
+        dirty rate (a few seconds, never while it migrates) unless ``dirty_rate`` (bytes/s)
+        is given (see :mod:`migrator.forecast`)."""
+        facts = measure.guest_facts(domain, dirty_rate, memory=memory, clock=self.clock)
+        return forecast.forecast(self.conf, facts, link_rate)
 
     def active_migrations(self) -> list[MigrationHandle]:
         with self._active_lock:

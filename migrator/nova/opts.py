@@ -15,8 +15,21 @@ import migrator.conf
 
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
-    """migrator's options that Nova does not define itself."""
-    import nova.conf
+    """migrator's options that Nova does not define itself.
 
-    return [(group, opts) for group, opts in migrator.conf.list_missing_opts(nova.conf.CONF)
-            if opts]
+    Compared with Nova's own definitions (``nova.conf.opts``) on a CONF of
+    their own, not with ``nova.conf.CONF``, where a running driver has added
+    migrator's options already.
+    """
+    from nova.conf import opts as nova_conf_opts
+
+    novas: dict[str, set[str]] = {}
+    for group, opts in nova_conf_opts.list_opts():
+        name = getattr(group, "name", group)
+        novas.setdefault(name, set()).update(o.dest for o in opts)
+    listed = []
+    for group, opts in migrator.conf.list_opts():
+        missing = [o for o in opts if o.dest not in novas.get(group, set())]
+        if missing:
+            listed.append((group, missing))
+    return listed

@@ -20,17 +20,15 @@ from typing import Any
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from migrator import _libvirt, concurrency, exception, flags, startup, uri
+from migrator import _libvirt, concurrency, exception, flags, monitoring, startup, uri
 from migrator import conf as mconf
 from migrator import constants as c
-from migrator.adaptive import AdaptivePolicy
 from migrator.classify import CallEnd, Conduct
 from migrator.clock import Clock, RealClock
 from migrator.concurrency import SlotQueue, Worker
 from migrator.facts import Destination, SourceView, close_all
 from migrator.handle import MigrationHandle
-from migrator.jobstats import data_gb
-from migrator.monitor import Hooks, LoopConfig, Monitor
+from migrator.monitor import Hooks, Monitor
 from migrator.outcome import (
     CANCELLED,
     COMPLETED,
@@ -40,7 +38,6 @@ from migrator.outcome import (
     MigrationOutcome,
     Outcome,
 )
-from migrator.policy import MonitorSettings, Policy, StepsPolicy, Tunables
 from migrator.progress import Progress, ProgressTracker
 from migrator.recovery import Recovery, recover
 from migrator.request import MigrationRequest, build, check_against_guest
@@ -88,7 +85,7 @@ class LiveMigrationDriver:
         clock: Clock | None = None,
         poll_interval: float = 0.5,
         abort_timeout: float = 30.0,
-        policy_factory: Callable[[MonitorSettings, flags.Plan], Policy] | None = None,
+        policy_factory: monitoring.PolicyFactory | None = None,
         open_connection: Callable[[str], Any] | None = None,
         queue: bool = True,
     ):
@@ -365,19 +362,22 @@ class LiveMigrationDriver:
             return concurrency.blocking(conn.lookupByUUIDString(handle.uuid))
 
         mon_dom = reconnect()
-        settings = self._settings(mon_dom, plan, job.request)
+        settings = monitoring.settings(self.conf, mon_dom, plan, job.request)
         conduct, worker, started = self._conduct(job, plan, mon_dom, reconnect)
         if job.reattach is None:
             LOG.info("%sstarting: flags %s (%s), uri %s, params %s", job.label, plan.flags,
                      "|".join(n[len("VIR_MIGRATE_"):] for n in plan.flag_names),
                      uri.mask_credentials(plan.uri), plan.display_params())
         dest = Destination(self._connect, job.request.dest_connect_uri, handle.uuid, job.conns)
+        conf = self.conf
         return Monitor(
-            domain=mon_dom, reconnect=reconnect, worker=worker,
-            policy=self._make_policy(settings, plan), clock=self.clock,
-            tunables=self._tunables, progress=ProgressTracker(settings.monitor_interval),
-            config=self._loop_config(settings, job.label), hooks=self._hooks(job),
-            dest=dest.facts, conduct=conduct, job_started=started,
+            domain=mon_dom, reconnect=reconnect, worker=worker, clock=self.clock,
+            policy=monitoring.make_policy(conf, settings, plan, self._policy_factory),
+            tunables=lambda: monitoring.tunables(conf),
+            progress=ProgressTracker(settings.monitor_interval),
+            config=monitoring.loop_config(conf, settings, job.label, self.poll_interval,
+                                          self.abort_timeout),
+            hooks=self._hooks(job), dest=dest.facts, conduct=conduct, job_started=started,
         )
 
     def _conduct(self, job: _Job, plan: flags.Plan, mon_dom: Any,
@@ -450,7 +450,7 @@ class LiveMigrationDriver:
         """Exactly one callback, whatever it raises; then ``wait()`` returns."""
         handle = job.handle
         outcome.migrate_data = job.request.migrate_data
-        _redact(outcome)
+        outcome.redact()
         handle.end(outcome, cancelled_before_start=outcome.status == CANCELLED
                    and outcome.rule == "not-started")
         with self._active_lock:
@@ -470,55 +470,6 @@ class LiveMigrationDriver:
     def _connect(self, uri_: str) -> Any:
         opener = self._open or _libvirt.module().open
         return concurrency.blocking(opener(uri_))
-
-    def _tunables(self) -> Tunables:
-        lv = self.conf.libvirt
-        return Tunables(lv.live_migration_completion_timeout, lv.live_migration_timeout_action)
-
-    def _loop_config(self, settings: MonitorSettings, label: str) -> LoopConfig:
-        return LoopConfig(self.poll_interval, self.abort_timeout,
-                          float(self.conf.libvirt.live_migration_establish_timeout),
-                          settings.data_gb, label)
-
-    def _settings(self, dom: Any, plan: flags.Plan, request: MigrationRequest) -> MonitorSettings:
-        memory = int(dom.info()[1]) * 1024  # maxMem in KiB
-        lv = self.conf.libvirt
-        sizes = request.disk_sizes if plan.has(c.VIR_MIGRATE_NON_SHARED_INC) else ()
-        return MonitorSettings(
-            data_gb=data_gb(memory, list(sizes)),
-            downtime_ms=lv.live_migration_downtime,
-            downtime_steps=lv.live_migration_downtime_steps,
-            downtime_delay=lv.live_migration_downtime_delay,
-            post_copy_enabled=plan.post_copy and not request.vpmem,
-            auto_converge_enabled=plan.auto_converge,
-            monitor_interval=lv.live_migration_monitor_interval,
-        )
-
-    def _make_policy(self, settings: MonitorSettings, plan: flags.Plan) -> Policy:
-        if self._policy_factory is not None:
-            return self._policy_factory(settings, plan)
-        if self.conf.libvirt.live_migration_convergence == "adaptive":
-            return AdaptivePolicy(settings)
-        return StepsPolicy(settings)
-
-
-def _redact(outcome: MigrationOutcome) -> None:
-    """Remove the live_migration_uri password from everything the outcome carries.
-
-    libvirt echoes the URI in some errors ("Unable to parse URI ..."), and the
-    outcome is logged and stored by callers.
-    """
-    secret = uri.password(outcome.plan.uri) if outcome.plan is not None else None
-    if not secret:
-        return
-    hide = lambda text: uri.redact(text, secret) if text else text  # noqa: E731
-    outcome.error = hide(outcome.error)
-    outcome.monitor_error = hide(outcome.monitor_error)
-    outcome.notes = [hide(n) for n in outcome.notes]
-    outcome.actions = [
-        dataclasses.replace(a, reason=hide(a.reason), error=hide(a.error))
-        for a in outcome.actions
-    ]
 
 
 def migrate_and_wait(

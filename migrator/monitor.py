@@ -20,7 +20,6 @@ API on a connection another thread has blocked in ``migrateToURI3``).  It:
 
 from __future__ import annotations
 
-import collections
 import logging as std_logging
 import threading
 from collections.abc import Callable
@@ -30,8 +29,8 @@ from typing import Any
 
 from oslo_log import log as logging
 
-from migrator import concurrency, exception
 from migrator import constants as c
+from migrator import exception
 from migrator._libvirt import connection_lost, error_code, error_message
 from migrator.classify import (
     NOT_ASKED,
@@ -49,6 +48,7 @@ from migrator.classify import (
 )
 from migrator.clock import Clock
 from migrator.concurrency import Worker
+from migrator.control import Controls
 from migrator.facts import JobIdentity, JobReader, Reading, read_source
 from migrator.journal import Journal
 from migrator.outcome import (  # noqa: F401 - re-exported: the statuses' historical home
@@ -66,7 +66,7 @@ from migrator.outcome import (  # noqa: F401 - re-exported: the statuses' histor
     ActionRecord,
     Outcome,
 )
-from migrator.policy import Action, ActionKind, Policy, Tunables, completion_timeout
+from migrator.policy import Policy, Tunables, completion_timeout
 from migrator.progress import Progress, ProgressTracker
 
 LOG = logging.getLogger(__name__)
@@ -78,8 +78,6 @@ MAX_STATS_ERRORS = 5
 BLIND_LIMIT = 60.0
 # Longest wait between two looks while the facts cannot be had.
 MAX_BACKOFF = 30.0
-# Who wins when several asked for an abort: the status names the strongest.
-_ABORT_RANK = (AbortBy.MONITOR, AbortBy.POLICY, AbortBy.USER, AbortBy.TIMEOUT)
 
 
 STOPPED = Verdict(
@@ -105,14 +103,6 @@ class Hooks:
 
     on_progress: Callable[[Progress], None] | None = None
     on_sample: Callable[[float, Any], None] | None = None
-
-
-class _Request:
-    __slots__ = ("kind", "future")
-
-    def __init__(self, kind: str):
-        self.kind = kind
-        self.future: Future[bool] = Future()
 
 
 class Monitor:
@@ -143,10 +133,11 @@ class Monitor:
         self._dest = dest or (lambda: NOT_ASKED)
         self.conduct = conduct or Conduct(call=CallEnd.PENDING if worker else CallEnd.NONE)
         self.journal = Journal(config.label)
+        self.controls = Controls(
+            domain=lambda: self.domain, reconnect=self._reconnect, now=self.now,
+            conduct=self.conduct, journal=self.journal, policy=policy, tracker=progress,
+            abort_timeout=config.abort_timeout, worker=worker, may_run=self._job_may_run)
         self.wake = threading.Event()
-        self._requests: collections.deque[_Request] = collections.deque()
-        self._lock = threading.Lock()
-        self._finished = False
         self._start = clock.now() if job_started is None else job_started
         self._reader = JobReader()
         self._errors = 0  # consecutive unexplained jobStats failures
@@ -155,15 +146,11 @@ class Monitor:
             started=job_started)
         self._window = (clock.now(), clock.now())  # the clock around the last jobStats
         self._last_seen = clock.now()  # the last running sample of our job (clock time)
-        self._foreign = False  # the last running job read was not ours
         self._follow_job = self.conduct.reattached
         self._steering = True  # False once the monitor failed: only aborts from then on
-        self._abort_req: _Request | None = None
-        self._abort_error: str | None = None  # why the last abortJob was refused
         self._waiting_since: float | None = None
         self._ended_at: float | None = None
         self._passes = 0
-        self._stop = False  # the service stops: settle as soon as possible
         if worker is not None:
             worker.on_done = self.wake.set
         if self.conduct.post_copy:
@@ -172,16 +159,10 @@ class Monitor:
     # -- requests from other threads -----------------------------------------------
 
     def request(self, kind: str) -> Future[bool]:
-        """Queue 'abort' or 'force_complete'; the future says what became of it."""
-        req = _Request(kind)
-        with self._lock:
-            if self._finished:
-                req.future.set_exception(
-                    exception.NoActiveMigration(f"the migration has already ended ({kind})"))
-                return req.future
-            self._requests.append(req)
+        """Queue 'abort', 'force_complete' or 'stop'; the future says what became of it."""
+        future = self.controls.request(kind)
         self.wake.set()
-        return req.future
+        return future
 
     def now(self) -> float:
         return self.clock.now() - self._start
@@ -195,7 +176,7 @@ class Monitor:
 
         Raises what starting the call's thread raises (the call is then not made).
         """
-        self._serve_requests()
+        self.controls.serve()
         if self.worker is None or self.conduct.call is not CallEnd.PENDING:
             return False
         self._identity.called_at = self.clock.now()
@@ -221,8 +202,8 @@ class Monitor:
     def _follow(self) -> None:
         """Read, decide, act, until the job is over or cannot be read."""
         while True:
-            self._serve_requests()
-            if self._call_just_ended() or not self._has_job() or self._stop:
+            self.controls.serve()
+            if self._call_just_ended() or not self._has_job() or self.controls.stopping:
                 return
             before = self.clock.now()
             reading = self._reader.read(self.domain)
@@ -244,6 +225,10 @@ class Monitor:
 
     def _has_job(self) -> bool:
         return self.conduct.call is CallEnd.PENDING or self._follow_job
+
+    def _job_may_run(self) -> bool:
+        """For requests: our job may still run (the call did not end in success)."""
+        return self.conduct.call in (CallEnd.PENDING, CallEnd.ERROR) or self._follow_job
 
     def _call_just_ended(self) -> bool:
         """Record the end of our call the first time it is seen; True then."""
@@ -280,30 +265,30 @@ class Monitor:
         if not reading.running:
             return
         if not self._identify(sample):
-            self._foreign = True
+            self.controls.foreign = True
             self.journal.once("a migration job migrator did not start runs on the domain; "
                               "it is not touched", self.now(), std_logging.WARNING)
             return
         self._seen(sample)
-        if self._abort_req is not None:
-            self._abort_job("abort requested", record=False)
+        if self.controls.abort_req is not None:
+            self.controls.abort_job("abort requested", record=False)
         if self.conduct.abort_accepted:
             return
         now = self.now()
         for action in self.policy.on_sample(sample, now, self._tunables()):
-            self._execute(action)
+            self.controls.execute(action)
         progress = self.tracker.update(sample, now)
         if progress is not None:
             self._report_progress(progress)
 
     def _seen(self, sample: Any) -> None:
-        self._foreign = False
+        self.controls.foreign = False
         self.conduct.seen_running = True
         self._last_seen = self.clock.now()
         self._identity.seen(sample, *self._window)
         self._passes = max(self._passes, sample.memory_iteration)
-        if sample.memory_postcopy_requests and not self._in_post_copy():
-            self._post_copy_seen()
+        if sample.memory_postcopy_requests and not self.controls.in_post_copy():
+            self.controls.post_copy_seen()
 
     def _identify(self, sample: Any) -> bool:
         return self._identity.is_ours(sample, *self._window)
@@ -331,13 +316,14 @@ class Monitor:
         tunables = self._tunables()
         timeout = completion_timeout(tunables.completion_timeout, self.cfg.data_gb)
         grace = max(5.0, 3 * self.cfg.poll_interval)
-        if (not timeout or self._in_post_copy() or self.conduct.abort_by is not None
+        if (not timeout or self.controls.in_post_copy() or self.conduct.abort_by is not None
                 or self.now() <= timeout + grace or self.now() - blind > timeout):
             return
-        self._set_abort(AbortBy.TIMEOUT, f"not completed after {self.now():.0f} s; completion "
-                        f"timeout {timeout} s, and the job could not be read for {blind:.0f} s "
-                        "(the policy could not act): aborting")
-        self._abort_job(self.conduct.abort_reason or "completion timeout", record=True)
+        self.controls.set_abort(
+            AbortBy.TIMEOUT, f"not completed after {self.now():.0f} s; completion timeout "
+            f"{timeout} s, and the job could not be read for {blind:.0f} s (the policy could "
+            "not act): aborting")
+        self.controls.abort_job(self.conduct.abort_reason or "completion timeout", record=True)
 
     def _reconnect(self, why: str) -> bool:
         try:
@@ -356,15 +342,15 @@ class Monitor:
         LOG.error("%sMonitoring failed, aborting the job: %s", self.cfg.label, exc)
         self.conduct.monitor_error = str(exc)
         self._steering = False
-        self._set_abort(AbortBy.MONITOR, f"the monitor failed: {exc}")
+        self.controls.set_abort(AbortBy.MONITOR, f"the monitor failed: {exc}")
         if self._waiting_since is None:
             self._waiting_since = self.clock.now()
         self._abort_again(record=True)
 
     def _abort_again(self, record: bool = False) -> None:
-        if self.conduct.abort_accepted or self._in_post_copy() or not self._has_job():
+        if self.conduct.abort_accepted or self.controls.in_post_copy() or not self._has_job():
             return
-        self._abort_job(self.conduct.abort_reason or "abort", record=record)
+        self.controls.abort_job(self.conduct.abort_reason or "abort", record=record)
 
     # -- establishing ------------------------------------------------------------------
 
@@ -372,12 +358,12 @@ class Monitor:
         """Classify the facts; look again with backoff while they cannot be had."""
         delay = self.cfg.poll_interval
         while True:
-            self._serve_requests()
+            self.controls.serve()
             self._call_just_ended()
             verdict = classify(self._facts())
             if verdict.next is Next.SETTLE:
                 return verdict
-            if self._stop:
+            if self.controls.stopping:
                 return STOPPED
             if verdict.next is Next.FOLLOW:
                 if not self._steering and self._out_of_time():
@@ -393,8 +379,8 @@ class Monitor:
     def _follow_again(self, verdict: Verdict) -> None:
         if self._steering:
             self._waiting_since = None
-        if verdict.rule == "post-copy-running" and not self._in_post_copy():
-            self._post_copy_seen()
+        if verdict.rule == "post-copy-running" and not self.controls.in_post_copy():
+            self.controls.post_copy_seen()
         if self.conduct.call is not CallEnd.PENDING and not self._follow_job:
             self.journal.once("migrateToURI3 returned but the job goes on in libvirt; "
                               "following it to its end", self.now())
@@ -427,169 +413,16 @@ class Monitor:
 
     # -- requests ----------------------------------------------------------------------
 
-    def _serve_requests(self) -> None:
-        while True:
-            with self._lock:
-                if not self._requests:
-                    return
-                req = self._requests.popleft()
-            if req.kind == "abort":
-                self._serve_abort(req)
-            elif req.kind == "stop":
-                self._serve_stop(req)
-            else:
-                self._serve_force_complete(req)
-
-    def _serve_stop(self, req: _Request) -> None:
-        if self.worker is not None and self.worker.cancel_before_start():
-            self.conduct.call = CallEnd.NONE
-            self.conduct.cancelled_before_start = True
-        self._stop = True
-        req.future.set_result(True)
-
-    def _serve_force_complete(self, req: _Request) -> None:
-        if not self._has_job():
-            req.future.set_exception(exception.NoActiveMigration("the migration has ended"))
-            return
-        actions = self.policy.request_force_complete(self.now())
-        for action in actions:
-            self._execute(action)
-        req.future.set_result(bool(actions) or not self.conduct.seen_running)
-
-    def _serve_abort(self, req: _Request) -> None:
-        if self.worker is not None and self.worker.cancel_before_start():
-            self.conduct.call = CallEnd.NONE
-            self.conduct.cancelled_before_start = True
-            self._set_abort(AbortBy.USER, "abort requested")
-            self.journal.record(ActionKind.ABORT, None, "cancelled before the job started", True,
-                                None, self.now())
-            req.future.set_result(True)
-            return
-        if not self._has_job():
-            req.future.set_exception(exception.NoActiveMigration("the migration has ended"))
-            return
-        if self._in_post_copy():
-            msg = "cannot abort: the migration is in post-copy (the guest runs on the destination)"
-            self.journal.note(msg)
-            req.future.set_exception(exception.AbortFailed(msg))
-            return
-        self._set_abort(AbortBy.USER, "abort requested")
-        self._abort_req = req
-        self._abort_job("abort requested", record=True)
-
-    def _set_abort(self, by: AbortBy, reason: str) -> None:
-        current = self.conduct.abort_by
-        if current is None or _ABORT_RANK.index(by) > _ABORT_RANK.index(current):
-            self.conduct.abort_by, self.conduct.abort_reason = by, reason
-
-    def _abort_job(self, reason: str, record: bool) -> bool:
-        """abortJob with a watchdog; a 'no job yet' refusal leaves the abort pending.
-
-        Never on a job that is not ours: the request then waits for our job.
-        The error of a refusal is kept in ``_abort_error``.
-        """
-        self._abort_error = None
-        if self._foreign:
-            self.journal.once("abort held back: the running job is not ours", self.now())
-            self._abort_error = "the running job is not ours"
-            return False
-        finished, result = concurrency.call_with_timeout(
-            self.domain.abortJob, self.cfg.abort_timeout, "migrator-abort")
-        if not finished:
-            return self._abort_refused(
-                reason, record, f"abortJob did not return within {self.cfg.abort_timeout:g} s")
-        if isinstance(result, BaseException):
-            text = error_message(result)
-            if connection_lost(result):
-                self._reconnect("abortJob")
-            if error_code(result) == c.VIR_ERR_OPERATION_INVALID and "no job" in text.lower():
-                self._abort_error = "no job yet"
-                if record:  # not there yet (or any more): retried on the next running sample
-                    self.journal.record(ActionKind.ABORT, None, reason + " (job not started "
-                                        "yet; retried when it runs)", True, None, self.now())
-                return False
-            return self._abort_refused(reason, record, text)
-        self.conduct.abort_accepted = True
-        if record:
-            self.journal.record(ActionKind.ABORT, None, reason, True, None, self.now())
-        self._resolve_abort(True)
-        return True
-
-    def _abort_refused(self, reason: str, record: bool, error: str) -> bool:
-        self._abort_error = error
-        if record:
-            self.journal.record(ActionKind.ABORT, None, reason, False, error, self.now())
-        self._resolve_abort(exception.AbortFailed(error))
-        return False
-
-    def _resolve_abort(self, result: bool | BaseException) -> None:
-        req, self._abort_req = self._abort_req, None
-        if req is None:
-            return
-        if isinstance(result, BaseException):
-            req.future.set_exception(result)
-        else:
-            req.future.set_result(result)
-
-    # -- executing the policy's actions ---------------------------------------------
-
-    def _execute(self, action: Action) -> None:
-        queue = [action]
-        while queue:
-            act = queue.pop(0)
-            ok, error = self._call(act)
-            self.journal.record(act.kind, act.value, act.reason, ok, error, act.at)
-            queue.extend(self.policy.action_result(act, ok, error, self.now()))
-        if self.policy.in_post_copy:
-            self.conduct.post_copy = True
-
-    def _call(self, action: Action) -> tuple[bool, str | None]:
-        dom = self.domain
-        kind = action.kind
-        try:
-            if kind is ActionKind.SET_MAX_DOWNTIME:
-                dom.migrateSetMaxDowntime(int(action.value or 0), 0)
-                self.tracker.max_downtime_ms = int(action.value or 0)
-            elif kind is ActionKind.SET_MAX_SPEED:
-                dom.migrateSetMaxSpeed(int(action.value or 0), 0)
-            elif kind is ActionKind.START_POST_COPY:
-                dom.migrateStartPostCopy(0)
-            elif kind is ActionKind.SUSPEND:
-                dom.suspend()
-                self.conduct.suspended = True
-            elif kind is ActionKind.ABORT:
-                return self._policy_abort(action)
-            return True, None
-        except Exception as exc:  # noqa: BLE001 - libvirtError: reported to the policy
-            return False, error_message(exc)
-
-    def _policy_abort(self, action: Action) -> tuple[bool, str | None]:
-        if self._in_post_copy():
-            return False, "the migration is in post-copy; it is never aborted"
-        if not self._abort_job(action.reason, record=False):
-            return False, self._abort_error or "abortJob failed"
-        self._set_abort(AbortBy.TIMEOUT if action.timeout else AbortBy.POLICY, action.reason)
-        return True, None
-
-    # -- post-copy, hooks, notes ------------------------------------------------------
-
-    def _in_post_copy(self) -> bool:
-        return self.conduct.post_copy or self.policy.in_post_copy
-
-    def _post_copy_seen(self) -> None:
-        self.conduct.post_copy = True
-        self.policy.post_copy_started(self.now())
-
     def _check_post_copy_state(self) -> None:
         """jobStats is refused once the source has stopped: is it post-copy?"""
-        if self._in_post_copy():
+        if self.controls.in_post_copy():
             return
         try:
             state, reason = self.domain.state()[:2]
         except Exception:  # noqa: BLE001 - the domain may be gone: establishing tells
             return
         if state == c.VIR_DOMAIN_PAUSED and reason == c.VIR_DOMAIN_PAUSED_POSTCOPY:
-            self._post_copy_seen()
+            self.controls.post_copy_seen()
 
     def _hook(self, what: str, hook: Callable[..., Any] | None, *args: Any) -> None:
         if hook is None:
@@ -625,14 +458,7 @@ class Monitor:
     # -- settling ------------------------------------------------------------------------
 
     def _settle(self, verdict: Verdict) -> Outcome:
-        with self._lock:
-            self._finished = True
-            pending = list(self._requests)
-            self._requests.clear()
-        for req in pending:
-            req.future.set_exception(exception.NoActiveMigration("the migration has ended"))
-        self._resolve_abort(
-            exception.NoActiveMigration("the migration ended before the abort took effect"))
+        self.controls.close()
         self._drain_notes()
         status = verdict.status or UNKNOWN
         k = self.conduct

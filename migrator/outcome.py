@@ -7,8 +7,10 @@ from facts the monitor established; a caller reads ``outcome.status``,
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+
+from migrator import uri
 
 if TYPE_CHECKING:
     from migrator.flags import Plan
@@ -116,6 +118,23 @@ class MigrationOutcome(Outcome):
         """``outcome``'s fields plus ``extra`` (domain, uuid, dest, plan, ...)."""
         fields = {f: getattr(outcome, f) for f in Outcome.__dataclass_fields__}
         return cls(**fields, **extra)
+
+    def redact(self) -> None:
+        """Remove the live_migration_uri password from everything the outcome carries.
+
+        libvirt echoes the URI in some errors ("Unable to parse URI ..."), and the
+        outcome is logged and stored by callers.
+        """
+        secret = uri.password(self.plan.uri) if self.plan is not None else None
+        if not secret:
+            return
+        hide = lambda text: uri.redact(text, secret) if text else text  # noqa: E731
+        self.error = hide(self.error)
+        self.monitor_error = hide(self.monitor_error)
+        self.notes = [hide(n) for n in self.notes]
+        self.actions = [
+            replace(a, reason=hide(a.reason), error=hide(a.error)) for a in self.actions
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         doc = super().to_dict()

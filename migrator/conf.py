@@ -13,7 +13,9 @@ A compute service calls :func:`register_opts` on its own ``ConfigOpts``;
 
 from __future__ import annotations
 
-from oslo_config import cfg
+from oslo_config import cfg, iniparser
+
+from migrator import uri
 
 libvirt_group = cfg.OptGroup(
     "libvirt",
@@ -98,6 +100,7 @@ Related options:
     ),
     cfg.StrOpt(
         "live_migration_uri",
+        secret=True,  # it may carry a password: never logged by log_opt_values
         deprecated_for_removal=True,
         deprecated_since="15.0.0",
         deprecated_reason="""
@@ -109,8 +112,9 @@ credentials in the configuration; use libvirt's own authentication instead.
 Template of the control URI; ``%s`` is replaced by the destination address.
 
 Example: ``qemu+ssh://%s/system``.  When set, it wins over
-``live_migration_scheme``.  The template must contain exactly one ``%s``.
-Credentials in the template are never logged.
+``live_migration_scheme``.  The template must contain exactly one ``%s``, in
+the host part.  Credentials in the template are never logged or printed: the
+value is secret, and the password is masked wherever the URI is shown.
 
 Related options:
 
@@ -557,14 +561,42 @@ def _fix_hint(opt: cfg.Opt) -> str:
 
 
 def _explain(group: str, opt: cfg.Opt, exc: Exception) -> str:
+    """One line for a bad value, quoting it only when that is safe and short."""
     text = str(exc)
     where = ""
     if "detail='" in text:
         where = " in " + text.split("detail='", 1)[1].split("'", 1)[0]
-    reason = text.split("is not valid: ", 1)[-1]
-    if len(reason) > 200:  # a huge bad value must not come back whole
-        reason = reason[:150] + f"... ({len(reason)} characters)"
+    if opt.secret:  # its value may hold a password: not a character of it is shown
+        reason = "the value is not valid (not shown: the option is secret)"
+    else:
+        reason = uri.mask_text(text.split("is not valid: ", 1)[-1])
+        if len(reason) > 200:  # a huge bad value must not come back whole
+            reason = reason[:150] + f"... ({len(reason)} characters)"
     return f"[{group}] {opt.dest}{where}: {reason}; {_fix_hint(opt)}"
+
+
+def _explain_dollar(group: str, opt: cfg.Opt, exc: Exception) -> str:
+    """oslo.config reads ``$name`` in a value as a reference to another option."""
+    # oslo's message names the text after the '$': part of a password, for a secret option
+    detail = "" if opt.secret else f" ({uri.mask_text(str(exc))[:120]})"
+    return (
+        f"[{group}] {opt.dest}: the value contains '$', which oslo.config reads as a "
+        f"reference to another option{detail}; write '$$' for a literal '$'"
+    )
+
+
+def describe_parse_error(exc: cfg.ConfigFileParseError) -> str:
+    """The file, line and reason of an ini syntax error, without the line itself.
+
+    oslo.config quotes the offending line, which may be a credential (a
+    ``live_migration_uri`` continued on an indented line, say); the line
+    number is enough to find it.
+    """
+    cause = exc.__context__
+    if isinstance(cause, iniparser.ParseError):
+        return (f"config file {exc.config_file} near line {cause.lineno} is not valid ini: "
+                f"{cause.msg}")
+    return f"config file {exc.config_file} is not a valid ini file"
 
 
 def read_values(conf: cfg.ConfigOpts) -> dict[str, object]:
@@ -585,12 +617,7 @@ def read_values(conf: cfg.ConfigOpts) -> dict[str, object]:
             except (cfg.ConfigFileValueError, ValueError) as exc:
                 problems.append(_explain(name, opt, exc))
             except (cfg.TemplateSubstitutionError, cfg.NoSuchOptError) as exc:
-                # oslo.config reads '$name' in a value as a reference to another option
-                problems.append(
-                    f"[{name}] {opt.dest}: the value contains '$', which oslo.config reads as "
-                    f"a reference to another option ({str(exc)[:120]}); write '$$' for a "
-                    "literal '$'"
-                )
+                problems.append(_explain_dollar(name, opt, exc))
     if problems:
         raise exception.ConfigError(problems)
     return values

@@ -44,7 +44,7 @@ class Controls:
     def __init__(self, *, domain: Callable[[], Any], reconnect: Callable[[str], bool],
                  now: Callable[[], float], conduct: Conduct, journal: Journal, policy: Policy,
                  tracker: ProgressTracker, abort_timeout: float, worker: Worker | None,
-                 may_run: Callable[[], bool]):
+                 may_run: Callable[[], bool], on_post_copy: Callable[[], None]):
         self._domain, self._reconnect, self._now = domain, reconnect, now
         self.conduct, self.journal, self.policy, self.tracker = conduct, journal, policy, tracker
         self.abort_timeout = abort_timeout
@@ -52,7 +52,7 @@ class Controls:
         self.abort_error: str | None = None  # why the last abortJob was refused
         self.foreign = False  # the last running job read was not ours: hands off
         self.stopping = False  # the service stops: settle as soon as possible
-        self._worker, self._may_run = worker, may_run
+        self._worker, self._may_run, self._on_post_copy = worker, may_run, on_post_copy
         self._requests: collections.deque[Request] = collections.deque()
         self._lock = threading.Lock()
         self._closed = False
@@ -191,7 +191,7 @@ class Controls:
             self.journal.record(act.kind, act.value, act.reason, ok, error, act.at)
             queue.extend(self.policy.action_result(act, ok, error, self._now()))
         if self.policy.in_post_copy:
-            self.conduct.post_copy = True
+            self.mark_post_copy()
 
     def _call(self, action: Action) -> tuple[bool, str | None]:
         dom = self._domain()
@@ -226,6 +226,12 @@ class Controls:
 
     def post_copy_seen(self) -> None:
         """The job switched to post-copy: record it and tell the policy."""
-        self.conduct.post_copy = True
         self.policy.post_copy_started(self._now())
+        self.mark_post_copy()
+
+    def mark_post_copy(self) -> None:
+        """Record the switch to post-copy; the caller's hook hears of it once."""
+        if not self.conduct.post_copy:
+            self.conduct.post_copy = True
+            self._on_post_copy()
 

@@ -200,6 +200,7 @@ class LiveMigrationDriver:
         request: MigrationRequest | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         on_sample: Callable[[float, Any], None] | None = None,
+        on_post_copy: Callable[[], None] | None = None,
         **request_fields: Any,
     ) -> MigrationHandle:
         """Start migrating ``domain`` to ``dest``; returns at once with a handle.
@@ -214,7 +215,8 @@ class LiveMigrationDriver:
         ``request_fields`` are :class:`MigrationRequest` fields.
         ``on_progress`` gets a :class:`~migrator.progress.Progress` every
         ``live_migration_monitor_interval``; ``on_sample`` (for tracing) every
-        job sample with the seconds since the monitor started.
+        job sample with the seconds since the monitor started; ``on_post_copy``
+        once, from the monitor's thread, right after the job switched to post-copy.
         """
         self._require_init()
         request = build(dest, request, request_fields)
@@ -226,7 +228,7 @@ class LiveMigrationDriver:
                                  on_abort_before_start=self._abort_queued)
         handle.plan = plan
         job = _Job(handle, dom, request, post_method, recover_method,
-                   Hooks(on_progress, on_sample))
+                   Hooks(on_progress, on_sample, on_post_copy))
         self._register(handle)
         self._slots.submit(handle, job)
         return handle
@@ -241,6 +243,7 @@ class LiveMigrationDriver:
         request: MigrationRequest | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         on_sample: Callable[[float, Any], None] | None = None,
+        on_post_copy: Callable[[], None] | None = None,
         **request_fields: Any,
     ) -> MigrationHandle:
         """Follow a migration of ``domain`` that runs in libvirt already (after a restart).
@@ -261,7 +264,7 @@ class LiveMigrationDriver:
         handle.plan = plan
         handle.status = "running"
         job = _Job(handle, dom, request, post_method, recover_method,
-                   Hooks(on_progress, on_sample), reattach=found)
+                   Hooks(on_progress, on_sample, on_post_copy), reattach=found)
         self._register(handle)
         self._slots.occupy()
         self._launch(job)
@@ -406,7 +409,7 @@ class LiveMigrationDriver:
             if on_progress is not None:
                 on_progress(p)
 
-        return Hooks(progress, job.hooks.on_sample)
+        return Hooks(progress, job.hooks.on_sample, job.hooks.on_post_copy)
 
     def _after(self, job: _Job, monitor: Monitor, result: Outcome) -> MigrationOutcome:
         """Recover a failed post-copy, tidy the source, read the downtime."""

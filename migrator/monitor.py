@@ -103,6 +103,7 @@ class Hooks:
 
     on_progress: Callable[[Progress], None] | None = None
     on_sample: Callable[[float, Any], None] | None = None
+    on_post_copy: Callable[[], None] | None = None  # once, right after the switch
 
 
 class Monitor:
@@ -136,7 +137,8 @@ class Monitor:
         self.controls = Controls(
             domain=lambda: self.domain, reconnect=self._reconnect, now=self.now,
             conduct=self.conduct, journal=self.journal, policy=policy, tracker=progress,
-            abort_timeout=config.abort_timeout, worker=worker, may_run=self._job_may_run)
+            abort_timeout=config.abort_timeout, worker=worker, may_run=self._job_may_run,
+            on_post_copy=lambda: self._hook("post-copy hook", hooks.on_post_copy))
         self.wake = threading.Event()
         self._start = clock.now() if job_started is None else job_started
         self._reader = JobReader()
@@ -153,8 +155,9 @@ class Monitor:
         self._passes = 0
         if worker is not None:
             worker.on_done = self.wake.set
-        if self.conduct.post_copy:
-            policy.post_copy_started(self.now())
+        if self.conduct.post_copy:  # re-attached in post-copy
+            self.conduct.post_copy = False
+            self.controls.post_copy_seen()
 
     # -- requests from other threads -----------------------------------------------
 
@@ -462,6 +465,8 @@ class Monitor:
         self._drain_notes()
         status = verdict.status or UNKNOWN
         k = self.conduct
+        if status == POSTCOPY_FAILED:
+            self.controls.mark_post_copy()
         if status == COMPLETED and k.call is CallEnd.ERROR:
             self.journal.note(f"migrateToURI3 raised, but the guest moved: {k.call_error}")
         if status in ROLLBACK_SAFE and k.suspended:

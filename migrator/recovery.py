@@ -22,7 +22,7 @@ from migrator._libvirt import error_message
 from migrator.clock import Clock
 from migrator.concurrency import Worker
 from migrator.facts import GONE, SourceView
-from migrator.flags import Plan
+from migrator.flags import Plan, format_version
 from migrator.outcome import COMPLETED, Outcome
 
 LOG = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def recover(result: Outcome, r: Recovery) -> None:
     since = c.MIGRATE_FLAGS["POSTCOPY_RESUME"].since
     if r.libvirt_version < since:
         _give_up(result, r, f"post-copy failed ({first_error}); resuming it needs libvirt "
-                 f"{'.'.join(map(str, since))}",
+                 f"{format_version(since)}",
                  "the guest runs on the destination with part of its memory on the source; "
                  "repair the link and resume the migration by hand")
         return

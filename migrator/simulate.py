@@ -8,7 +8,7 @@ would, and returns the outcome plus a per-sample trace for plotting.
 
 from __future__ import annotations
 
-import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,56 +59,32 @@ def run(
     qemu_version: tuple[int, int, int] = (7, 2, 0),
     timeout: float = 600.0,
 ) -> SimResult:
-    """Simulate one migration of a guest to a second host; ``bandwidth`` is the link (B/s)."""
-    import time
+    """Simulate one migration of a guest to a second host; ``bandwidth`` is the link (B/s).
 
+    ``timeout`` bounds the *real* time the simulation may take.
+    """
     world = World(make_current=False, require_event_loop=False)
     previous = fakelibvirt.set_world(world)
     try:
-        gbps = bandwidth * 8 / 1e9
-        world.add_host(SOURCE, link_gbps=gbps, libvirt_version=libvirt_version,
-                       qemu_version=qemu_version)
-        world.add_host(DEST, link_gbps=gbps, libvirt_version=libvirt_version,
-                       qemu_version=qemu_version)
-        disks = {"vda": block_disk} if block_disk else {}
-        world.add_guest(SOURCE, GUEST, memory=memory, working_set=working_set,
-                        dirty_rate=dirty_rate, disks=disks,
-                        state="paused" if paused else "running")
+        _populate(world, memory=memory, working_set=working_set, dirty_rate=dirty_rate,
+                  bandwidth=bandwidth, block_disk=block_disk, paused=paused,
+                  versions=(libvirt_version, qemu_version))
         conn = fakelibvirt.open(f"qemu+tcp://{SOURCE}/system")
         driver = LiveMigrationDriver(conf, conn, clock=world.clock, poll_interval=poll_interval,
                                      policy_factory=policy_factory,
                                      open_connection=fakelibvirt.open)
         driver.init_host()
         result = SimResult(outcome=None)  # type: ignore[arg-type]
-
-        def sample(t: float, s: JobSample) -> None:
-            result.trace.append(TracePoint(t, s.data_remaining, s.memory_iteration,
-                                           s.downtime_ms, s.auto_converge_throttle))
-
-        done = threading.Event()
         start_wall = time.perf_counter()
-        handle = driver.live_migration(
-            conn.lookupByName(GUEST), DEST,
-            block_migration=bool(block_disk), disks=("vda",) if block_disk else (),
-            disk_sizes=(block_disk,) if block_disk else (),
-            dest_connect_uri=f"qemu+tcp://{DEST}/system",
-            post_method=lambda o: done.set(), recover_method=lambda o: done.set(),
-            on_progress=on_progress, on_sample=sample,
-        )
+        handle = _start(driver, conn, block_disk, on_progress, result)
         if force_complete_at is not None:
             world.after(force_complete_at, handle.force_complete)
         if abort_at is not None:
             world.after(abort_at, handle.abort)
-        outcome = handle.wait(timeout)
-        if outcome is None:
-            handle.abort()
-            world.shutdown()
-            outcome = handle.wait(10)
-            raise RuntimeError(f"the simulation did not finish within {timeout} s of real time")
-        result.outcome = outcome
+        result.outcome = _wait(world, handle, timeout)
         result.wall_seconds = time.perf_counter() - start_wall
         result.downtime_settings = [
-            (a.at, int(a.value)) for a in outcome.actions
+            (a.at, int(a.value)) for a in result.outcome.actions
             if a.action == "set_max_downtime" and a.ok and a.value is not None
         ]
         conn.close()
@@ -116,6 +92,48 @@ def run(
     finally:
         world.shutdown()
         fakelibvirt.set_world(previous)
+
+
+def _populate(world: World, *, memory: int, working_set: int | None,
+              dirty_rate: float | Callable[[float], float], bandwidth: float,
+              block_disk: int | None, paused: bool,
+              versions: tuple[tuple[int, int, int], tuple[int, int, int]]) -> None:
+    """Two hosts on a link of ``bandwidth`` B/s, and the guest on the source."""
+    gbps = bandwidth * 8 / 1e9
+    for host in (SOURCE, DEST):
+        world.add_host(host, link_gbps=gbps, libvirt_version=versions[0],
+                       qemu_version=versions[1])
+    world.add_guest(SOURCE, GUEST, memory=memory, working_set=working_set,
+                    dirty_rate=dirty_rate, disks={"vda": block_disk} if block_disk else {},
+                    state="paused" if paused else "running")
+
+
+def _start(driver: LiveMigrationDriver, conn: Any, block_disk: int | None,
+           on_progress: Callable[[Progress], None] | None, result: SimResult) -> Any:
+    """Start the migration as a compute service would; every sample goes to the trace."""
+
+    def sample(t: float, s: JobSample) -> None:
+        result.trace.append(TracePoint(t, s.data_remaining, s.memory_iteration,
+                                       s.downtime_ms, s.auto_converge_throttle))
+
+    return driver.live_migration(
+        conn.lookupByName(GUEST), DEST,
+        block_migration=bool(block_disk), disks=("vda",) if block_disk else (),
+        disk_sizes=(block_disk,) if block_disk else (),
+        dest_connect_uri=f"qemu+tcp://{DEST}/system",
+        post_method=lambda o: None, recover_method=lambda o: None,
+        on_progress=on_progress, on_sample=sample,
+    )
+
+
+def _wait(world: World, handle: Any, timeout: float) -> MigrationOutcome:
+    outcome = handle.wait(timeout)
+    if outcome is None:
+        handle.abort()
+        world.shutdown()
+        handle.wait(10)
+        raise RuntimeError(f"the simulation did not finish within {timeout} s of real time")
+    return outcome
 
 
 def plot(result: SimResult, path: str) -> None:

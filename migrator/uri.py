@@ -27,7 +27,9 @@ _MAX_ADDRESS_LEN = 255
 
 
 def _describe(value: str) -> str:
-    shown = value if len(value) <= 80 else value[:77] + "..."
+    """``value`` quoted for an error message: short, printable, no password."""
+    shown = mask_text(value)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
     return ascii(shown)
 
 
@@ -160,30 +162,49 @@ def data_uri(address: str) -> str:
     return f"tcp://{uri_host(address)}"
 
 
-def password(uri: str) -> str | None:
-    """The password in ``scheme://user:password@host...``, or None.
+# ``scheme://user:password@``: the password runs to the last '@' before the
+# end of the authority ('/', '?', '#') or of the token.  The loose form runs to
+# the last '@' of the whitespace-free token, for text whose URI may be malformed
+# (a password with '/' in it): masking too much there is safe, too little is not.
+_USERINFO = r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@\[\]]*:)"
+_PASSWORD_IN_URI = re.compile(_USERINFO + r"(?P<password>[^\s/?#]*)@")
+_PASSWORD_IN_TEXT = re.compile(_USERINFO + r"(?P<password>\S*)@")
+MASK = "***"
 
-    Everything between the first ':' after the user name and the last '@' is
-    the password, so reserved characters in it ('/', '?', '#') are covered.
-    """
-    if "://" not in uri:
-        return None
-    rest = uri.split("://", 1)[1]
-    at = rest.rfind("@")
-    if at < 0:
-        return None
-    userinfo = rest[:at]
-    if ":" not in userinfo:
-        return None
-    return userinfo.split(":", 1)[1] or None
+
+def password(uri: str) -> str | None:
+    """The password of ``scheme://user:password@host...``, or None."""
+    match = _PASSWORD_IN_URI.match(uri) or _PASSWORD_IN_TEXT.match(uri)
+    return (match.group("password") or None) if match else None
 
 
 def mask_credentials(uri: str) -> str:
-    """The URI with any password replaced by ``***``, safe to log or print."""
-    secret = password(uri)
-    return redact(uri, secret)
+    """The URI with its password (the userinfo component) replaced by ``***``."""
+    for pattern in (_PASSWORD_IN_URI, _PASSWORD_IN_TEXT):
+        match = pattern.match(uri)
+        if match and match.group("password"):
+            return uri[: match.start("password")] + MASK + uri[match.end("password") :]
+    return uri
 
 
-def redact(text: str, secret: str | None) -> str:
-    """``text`` with every occurrence of ``secret`` replaced by ``***``."""
-    return text.replace(secret, "***") if secret else text
+def mask_text(text: str) -> str:
+    """``text`` with the password of every URI in it replaced by ``***``.
+
+    For messages that may quote a URI (libvirt echoes the one it could not
+    open, oslo.config quotes a bad value).  Only the userinfo component is
+    touched, so words that happen to contain the password stay intact.
+    """
+    return _PASSWORD_IN_TEXT.sub(lambda m: m.group("head") + MASK + "@", text)
+
+
+def redact(text: str, secret: str | None = None) -> str:
+    """``text`` safe to log: :func:`mask_text`, and ``secret`` where it stands as a password.
+
+    ``secret`` (the password of the URI in use) is replaced only between a
+    ``user:`` and an ``@``, even in a URI :func:`mask_text` could not parse,
+    never inside other words (``operation aborted`` stays as it is for the
+    password ``b``).
+    """
+    if secret:
+        text = re.sub(rf"(:){re.escape(secret)}(@)", rf"\g<1>{MASK}\g<2>", text)
+    return mask_text(text)

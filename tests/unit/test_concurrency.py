@@ -267,6 +267,51 @@ def test_cancelled_while_queued_never_touches_libvirt(fake, started):
     settled_cleanly(fake, driver, baseline)
 
 
+def test_without_own_queue_every_migration_starts_at_once(fake, started):
+    """queue=False (the caller queues, as Nova's compute manager does): no second
+    queue, the limit is not read.  The guests never converge and nothing times out,
+    so with any queue only the first would ever run."""
+    n = 4
+    for i in range(n):
+        hopeless_guest(fake, f"vm{i}")
+    conn = fake.module.open("qemu+tcp://src/system")
+    baseline = len(fake.world.connections())
+    conf = make_conf(max_concurrent_live_migrations=1, live_migration_completion_timeout=0)
+    driver = LiveMigrationDriver(conf, conn, clock=fake.clock, queue=False)
+    driver.init_host()
+    rec = Recorder()
+    handles = [driver.live_migration(conn.lookupByName(f"vm{i}"), f"dst{i}",
+                                     **rec.callbacks(f"vm{i}")) for i in range(n)]
+    deadline = time.monotonic() + 30
+    while len(fake.world.jobs) < n:
+        assert time.monotonic() < deadline, f"only {len(fake.world.jobs)} of {n} jobs started"
+        time.sleep(0.01)
+    for h in handles:
+        h.abort()
+    for i, h in enumerate(handles):
+        assert check_own(h, rec, fake.world, f"dst{i}").status == "cancelled"
+    assert sorted(started) == sorted(f"vm{i}" for i in range(n))
+    settled_cleanly(fake, driver, baseline)
+
+
+def test_without_own_queue_an_abort_before_the_start_cancels(fake, started, monkeypatch):
+    quick_guest(fake, "vm0")
+    gate = threading.Event()
+    real_spawn = concurrency.spawn
+    monkeypatch.setattr(concurrency, "spawn",
+                        lambda target, name: real_spawn(lambda: (gate.wait(10), target()), name))
+    conn = fake.module.open("qemu+tcp://src/system")
+    driver = LiveMigrationDriver(make_conf(), conn, clock=fake.clock, queue=False)
+    driver.init_host()
+    rec = Recorder()
+    handle = driver.live_migration(conn.lookupByName("vm0"), "dst0", **rec.callbacks("vm0"))
+    fut = handle.abort()
+    gate.set()
+    outcome = check_own(handle, rec, fake.world, "dst0")
+    assert outcome.status == "cancelled" and fut.result(5) is True
+    assert started == []
+
+
 def test_same_guest_queued_twice_is_refused(fake):
     hopeless_guest(fake, "vm0")
     quick_guest(fake, "vm1")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from migrator import constants as C
 from migrator import exception
 from migrator.driver import LiveMigrationDriver, MigrationRequest, migrate_and_wait
 from migrator.testing import GiB, MiB
@@ -488,3 +489,31 @@ def test_outcome_time_is_when_the_job_ended_not_the_next_poll(fake):
     (job,) = jobs
     assert outcome.status == "completed"
     assert outcome.total_seconds == pytest.approx(job.end_time, abs=1e-6)
+
+
+@pytest.mark.parametrize("hook_raises", [False, True])
+def test_post_copy_hook_runs_once_at_the_switch(fake, hook_raises):
+    slow_guest(fake)
+    seen = []
+
+    def on_post_copy():
+        # called at the switch: the guest is already paused on the source for post-copy
+        seen.append(fake.world.domain("src", "vm1").state)
+        if hook_raises:
+            raise RuntimeError("database down")
+
+    conf = make_conf(live_migration_permit_post_copy=True)
+    _, handle, calls = start(fake, conf, on_post_copy=on_post_copy)
+    fake.world.after(20, handle.force_complete)
+    outcome = finish(handle, calls)
+    assert outcome.status == "completed" and outcome.mode == "post-copy"
+    assert seen == [C.VIR_DOMAIN_PAUSED]
+    assert any("post-copy hook raised RuntimeError" in n for n in outcome.notes) == hook_raises
+
+
+def test_post_copy_hook_not_called_without_post_copy(fake):
+    slow_guest(fake)
+    seen = []
+    _, handle, calls = start(fake, make_conf(), on_post_copy=lambda: seen.append(1))
+    fake.world.after(20, handle.force_complete)
+    assert finish(handle, calls).mode == "paused" and seen == []

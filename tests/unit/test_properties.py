@@ -30,8 +30,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from migrator import constants as c
-from migrator import exception, uri
+from migrator import constants, exception, uri
 from migrator.flags import (
     BASE_FLAGS,
     EXTRA_FLAGS,
@@ -252,7 +251,7 @@ def check_refusal(exc: exception.MigratorError, startup_ok: bool) -> None:
 def sim_libvirt_refusal(p: Plan) -> str | None:
     """What the simulated libvirt 9.0 checks (migrator.testing.rules) say about ``p``."""
     m = p.migration
-    copied = p.has(c.VIR_MIGRATE_NON_SHARED_INC)
+    copied = p.has(constants.VIR_MIGRATE_NON_SHARED_INC)
     dom = rules.DomainFacts(name="vm", active=True, paused=m.paused,
                             disks=tuple((d, False) for d in m.disks) if copied else ())
     version = p.host.libvirt_version
@@ -271,7 +270,7 @@ def check_plan(p: Plan, options: Options, host: HostFacts, m: MigrationFacts) ->
     """libvirt's rules and migrator's safety rules, for one plan."""
 
     def has(name: str) -> bool:
-        return p.has(c.MIGRATE_FLAGS[name].bit)
+        return p.has(constants.MIGRATE_FLAGS[name].bit)
 
     assert libvirt_rule_violations(p.flags, p.params) == []
     assert sim_libvirt_refusal(p) is None, sim_libvirt_refusal(p)
@@ -282,9 +281,9 @@ def check_plan(p: Plan, options: Options, host: HostFacts, m: MigrationFacts) ->
     # Block migration: never NON_SHARED_* without the disk list (Nova bug 1719362).
     if has("NON_SHARED_INC"):
         assert m.block_migration and m.disks
-        assert params[c.VIR_MIGRATE_PARAM_MIGRATE_DISKS] == list(m.disks)
+        assert params[constants.VIR_MIGRATE_PARAM_MIGRATE_DISKS] == list(m.disks)
     else:
-        assert c.VIR_MIGRATE_PARAM_MIGRATE_DISKS not in params
+        assert constants.VIR_MIGRATE_PARAM_MIGRATE_DISKS not in params
         assert not (m.block_migration and m.disks), "asked-for disks are not copied"
         assert not has("NON_SHARED_SYNCHRONOUS_WRITES")
 
@@ -306,14 +305,15 @@ def check_plan(p: Plan, options: Options, host: HostFacts, m: MigrationFacts) ->
     assert has("TLS") == options.native_tls
     assert has("PARALLEL") == (options.parallel_connections > 1)
     if has("PARALLEL"):
-        assert params[c.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS] == options.parallel_connections
-    assert params[c.VIR_MIGRATE_PARAM_BANDWIDTH] == options.bandwidth
+        connections = params[constants.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS]
+        assert connections == options.parallel_connections
+    assert params[constants.VIR_MIGRATE_PARAM_BANDWIDTH] == options.bandwidth
 
     # Every flag and parameter exists in the host's libvirt.
     for name in p.flag_names:
-        assert c.MIGRATE_FLAGS[name[len("VIR_MIGRATE_"):]].since <= host.libvirt_version
+        assert constants.MIGRATE_FLAGS[name[len("VIR_MIGRATE_"):]].since <= host.libvirt_version
     for key in params:
-        assert c.MIGRATE_PARAMS[key].since <= host.libvirt_version
+        assert constants.MIGRATE_PARAMS[key].since <= host.libvirt_version
 
     # URIs: the control URI reaches exactly the validated target; the data URI only the
     # inbound address, and only untunnelled.
@@ -330,13 +330,13 @@ def check_plan(p: Plan, options: Options, host: HostFacts, m: MigrationFacts) ->
     if p.migrate_uri is not None:
         assert m.inbound_addr is not None and not has("TUNNELLED")
         assert p.migrate_uri == uri.data_uri(m.inbound_addr)
-        assert params[c.VIR_MIGRATE_PARAM_URI] == p.migrate_uri
+        assert params[constants.VIR_MIGRATE_PARAM_URI] == p.migrate_uri
         data = urlsplit(p.migrate_uri)
         assert data.scheme == "tcp" and (data.hostname, data.port) == _host_port(m.inbound_addr)
     else:
-        assert c.VIR_MIGRATE_PARAM_URI not in params
+        assert constants.VIR_MIGRATE_PARAM_URI not in params
         assert not m.inbound_addr or has("TUNNELLED")
-    tls_dest = params.get(c.VIR_MIGRATE_PARAM_TLS_DESTINATION)
+    tls_dest = params.get(constants.VIR_MIGRATE_PARAM_TLS_DESTINATION)
     if options.native_tls and p.migrate_uri and m.inbound_addr != m.dest:
         assert tls_dest == m.dest
     else:
@@ -355,7 +355,7 @@ def check_plan(p: Plan, options: Options, host: HostFacts, m: MigrationFacts) ->
     for name in p.flag_names:
         assert items[name].action == "added" and items[name].reason
     for key in params:
-        d = items["migrate_uri" if key == c.VIR_MIGRATE_PARAM_URI else f"param {key}"]
+        d = items["migrate_uri" if key == constants.VIR_MIGRATE_PARAM_URI else f"param {key}"]
         assert d.action == "set" and d.reason
     assert all(d.reason.strip() for d in p.decisions)
 
@@ -532,7 +532,7 @@ def test_sample_plans_honours_the_real_hosts_facts():
     assert got
     for s in got:
         assert s.host == host and s.migration.paused and not s.plan.post_copy
-        assert not s.plan.has(c.VIR_MIGRATE_TLS)
+        assert not s.plan.has(constants.VIR_MIGRATE_TLS)
         assert urlsplit(s.plan.uri).hostname == "192.0.2.7"
         assert set(s.plan.params.get("migrate_disks", [])) <= {"vda", "vdb"}
     with pytest.raises(ValueError, match="not Options fields"):

@@ -1,0 +1,7 @@
+"""``python -m migrator.cli``: the ``migrator`` command."""
+
+import sys
+
+from migrator.cli.app import main
+
+sys.exit(main())

@@ -1,0 +1,120 @@
+"""``migrator plan``: the exact ``migrateToURI3`` call a configuration makes, and why."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from migrator import exception, flags
+from migrator.cli import common
+from migrator.cli.common import EXIT_OK, UsageError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="print the migrateToURI3 call (flags, URIs, params) and why",
+        description="Print the exact migrateToURI3 call migrator would make, with the reason "
+        "for every flag and parameter. Nothing is migrated.",
+    )
+    common.add_config_arg(p, required=True)
+    p.add_argument("--dest", required=True, type=common.checked_text,
+                   help="destination host name")
+    p.add_argument(
+        "--inbound-addr",
+        type=common.checked_text,
+        help="the destination's live_migration_inbound_addr (split migration network)",
+    )
+    common.add_block_args(p)
+    p.add_argument("--paused", action="store_true", help="the guest is paused")
+    p.add_argument("--vfio", action="store_true", help="the guest has a VFIO/mdev device")
+    p.add_argument("--libvirt-version", type=common.version, metavar="X.Y.Z")
+    p.add_argument("--qemu-version", type=common.version, metavar="X.Y.Z")
+    p.add_argument("--connect", type=common.checked_text, metavar="URI",
+                   help="read the versions from this libvirt")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    options, virt_type, _values = common.load_options(args.config_file)
+    host, notes = host_facts(args, virt_type)
+    migration = flags.MigrationFacts(
+        dest=args.dest,
+        inbound_addr=args.inbound_addr,
+        block_migration=args.block_migration,
+        disks=common.check_disks(args),
+        paused=args.paused,
+        vfio=args.vfio,
+    )
+    plan = flags.plan(options, host, migration)
+    if args.json:
+        doc = plan.to_dict()
+        doc["notes"] = notes
+        json.dump(doc, sys.stdout, indent=2, sort_keys=False)
+        sys.stdout.write("\n")
+    else:
+        print_plan(plan, notes)
+    return EXIT_OK
+
+
+def _read_versions(uri: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """libvirt's and QEMU's versions from a read-only connection to ``uri``."""
+    from migrator import _libvirt
+
+    try:
+        conn = _libvirt.module().openReadOnly(uri)
+        try:
+            return (flags.version_from_int(conn.getLibVersion()),
+                    flags.version_from_int(conn.getVersion()))
+        finally:
+            conn.close()
+    except exception.MigratorError as exc:
+        raise UsageError(str(exc)) from None
+    except Exception as exc:  # libvirtError without importing libvirt here
+        raise UsageError(f"cannot read versions from {uri}: {exc}") from None
+
+
+def host_facts(args: argparse.Namespace, virt_type: str) -> tuple[flags.HostFacts, list[str]]:
+    """The host's facts from ``--connect`` or the version arguments, with notes on where from."""
+    if args.connect:
+        lib, qemu = _read_versions(args.connect)
+        note = (f"versions read from {args.connect}: libvirt {flags.format_version(lib)}, "
+                f"QEMU {flags.format_version(qemu)}")
+        return flags.HostFacts(virt_type, lib, qemu), [note]
+    lib = args.libvirt_version or flags.DEFAULT_LIBVIRT_VERSION
+    qemu = args.qemu_version or flags.DEFAULT_QEMU_VERSION
+    assumed = [name for name, given in (("libvirt", args.libvirt_version),
+                                        ("QEMU", args.qemu_version)) if given is None]
+    notes = []
+    if assumed:
+        notes.append(
+            f"assumed {' and '.join(assumed)} version(s) (libvirt {flags.format_version(lib)}, "
+            f"QEMU {flags.format_version(qemu)}: Nova's minimums); "
+            "pass --connect URI or --libvirt-version/--qemu-version for a real host"
+        )
+    return flags.HostFacts(virt_type, lib, qemu), notes
+
+
+def print_plan(plan: flags.Plan, notes: list[str]) -> None:
+    out = sys.stdout
+    kind = "block migration" if plan.migration.block_migration else "live migration"
+    out.write(f"Plan for a {kind} to {plan.migration.dest}\n")
+    for note in notes:
+        out.write(f"  note: {note}\n")
+    out.write(f"  flags:       {plan.flags} = {' | '.join(plan.flag_names)}\n")
+    out.write(f"  uri:         {plan.to_dict()['uri']}\n")
+    out.write(f"  migrate_uri: {plan.migrate_uri or '(none: libvirt picks the address)'}\n")
+    params = ", ".join(f"{k}={v}" for k, v in plan.display_params().items())
+    out.write(f"  params:      {params}\n")
+    out.write("Decisions:\n")
+    for d in plan.decisions:
+        mark = "!" if d.warning else " "
+        opts = f"  [{', '.join(d.options)}]" if d.options else ""
+        out.write(f" {mark} {d.action:<10} {d.item}: {d.reason}{opts}\n")
+    if plan.warnings:
+        out.write("Warnings:\n")
+        for w in plan.warnings:
+            out.write(f"  {w}\n")

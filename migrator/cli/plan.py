@@ -98,12 +98,29 @@ def host_facts(args: argparse.Namespace, virt_type: str) -> tuple[flags.HostFact
     return flags.HostFacts(virt_type, lib, qemu), notes
 
 
+def _headline(plan: flags.Plan) -> str:
+    migration = plan.migration
+    if not migration.block_migration:
+        return f"Plan for a live migration to {migration.dest}"
+    if not migration.disks:
+        return f"Plan for a block migration to {migration.dest} that copies NO disk"
+    return (f"Plan for a block migration to {migration.dest} copying "
+            f"{', '.join(migration.disks)}")
+
+
 def print_plan(plan: flags.Plan, notes: list[str]) -> None:
+    """The plan for a person: warnings first (each once), then the call, then every decision."""
     out = sys.stdout
-    kind = "block migration" if plan.migration.block_migration else "live migration"
-    out.write(f"Plan for a {kind} to {plan.migration.dest}\n")
+    out.write(_headline(plan) + "\n")
     for note in notes:
         out.write(f"  note: {note}\n")
+    warnings = [d for d in plan.decisions if d.warning]
+    if warnings:
+        out.write("Warnings:\n")
+        for d in warnings:
+            opts = f"  [{', '.join(d.options)}]" if d.options else ""
+            out.write(f"  ! {d.item} {d.action}: {d.reason}{opts}\n")
+    out.write("migrateToURI3:\n")
     out.write(f"  flags:       {plan.flags} = {' | '.join(plan.flag_names)}\n")
     out.write(f"  uri:         {plan.to_dict()['uri']}\n")
     out.write(f"  migrate_uri: {plan.migrate_uri or '(none: libvirt picks the address)'}\n")
@@ -111,10 +128,6 @@ def print_plan(plan: flags.Plan, notes: list[str]) -> None:
     out.write(f"  params:      {params}\n")
     out.write("Decisions:\n")
     for d in plan.decisions:
-        mark = "!" if d.warning else " "
+        reason = "see the warning above" if d.warning else d.reason
         opts = f"  [{', '.join(d.options)}]" if d.options else ""
-        out.write(f" {mark} {d.action:<10} {d.item}: {d.reason}{opts}\n")
-    if plan.warnings:
-        out.write("Warnings:\n")
-        for w in plan.warnings:
-            out.write(f"  {w}\n")
+        out.write(f" {'!' if d.warning else ' '} {d.action:<10} {d.item}: {reason}{opts}\n")

@@ -118,3 +118,37 @@ def test_connect_failure_exit_2(capsys):
                        "--connect", "qemu+tcp://127.0.0.1:1/system")
     assert code == 2 and "cannot read versions" in err
 
+
+
+def test_block_migration_without_disks_is_a_warning_at_the_top(capsys):
+    code, out, _ = run(capsys, "plan", "--config-file", SAMPLE, "--dest", "h",
+                       "--block-migration")
+    lines = out.splitlines()
+    assert code == 0
+    assert lines[0] == "Plan for a block migration to h that copies NO disk"
+    first_warning = lines.index("Warnings:") + 1
+    assert first_warning < lines.index("migrateToURI3:")
+    assert lines[first_warning].startswith("  ! VIR_MIGRATE_NON_SHARED_INC dropped: ")
+    assert "nothing is copied, pass the disks to copy" in lines[first_warning]
+
+
+def test_block_migration_names_the_disks(capsys):
+    _, out, _ = run(capsys, "plan", "--config-file", SAMPLE, "--dest", "h",
+                    "--block-migration", "--disk", "vda", "--disk", "vdb")
+    assert out.splitlines()[0] == "Plan for a block migration to h copying vda, vdb"
+    assert "Warnings:" not in out
+
+
+def test_each_warning_is_printed_once(tmp_path, capsys):
+    conf = tmp_path / "c.conf"
+    conf.write_text("[libvirt]\nlive_migration_scheme = tls\n"
+                    "live_migration_permit_post_copy = true\n"
+                    "live_migration_permit_auto_converge = true\n")
+    _, out, _ = run(capsys, "plan", "--config-file", str(conf), "--dest", "h")
+    _, doc, _ = run(capsys, "plan", "--config-file", str(conf), "--dest", "h", "--json")
+    warnings = json.loads(doc)["warnings"]
+    assert len(warnings) == 2
+    for warning in warnings:
+        reason = warning.split(": ", 1)[1]
+        assert out.count(reason) == 1, reason
+    assert out.count("see the warning above") == 2

@@ -22,7 +22,6 @@ from migrator.classify import AbortBy, CallEnd, Conduct
 from migrator.concurrency import Worker
 from migrator.journal import Journal
 from migrator.policy import Action, ActionKind, Policy
-from migrator.progress import ProgressTracker
 
 # Who wins when several asked for an abort: the status names the strongest.
 _ABORT_RANK = (AbortBy.MONITOR, AbortBy.POLICY, AbortBy.USER, AbortBy.TIMEOUT)
@@ -43,10 +42,10 @@ class Controls:
 
     def __init__(self, *, domain: Callable[[], Any], reconnect: Callable[[str], bool],
                  now: Callable[[], float], conduct: Conduct, journal: Journal, policy: Policy,
-                 tracker: ProgressTracker, abort_timeout: float, worker: Worker | None,
+                 abort_timeout: float, worker: Worker | None,
                  may_run: Callable[[], bool], on_post_copy: Callable[[], None]):
         self._domain, self._reconnect, self._now = domain, reconnect, now
-        self.conduct, self.journal, self.policy, self.tracker = conduct, journal, policy, tracker
+        self.conduct, self.journal, self.policy = conduct, journal, policy
         self.abort_timeout = abort_timeout
         self.abort_req: Request | None = None  # the user's abort, until libvirt answers
         self.abort_error: str | None = None  # why the last abortJob was refused
@@ -199,7 +198,6 @@ class Controls:
         try:
             if kind is ActionKind.SET_MAX_DOWNTIME:
                 dom.migrateSetMaxDowntime(int(action.value or 0), 0)
-                self.tracker.max_downtime_ms = int(action.value or 0)
             elif kind is ActionKind.SET_MAX_SPEED:
                 dom.migrateSetMaxSpeed(int(action.value or 0), 0)
             elif kind is ActionKind.START_POST_COPY:

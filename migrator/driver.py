@@ -373,11 +373,12 @@ class LiveMigrationDriver:
                      uri.mask_credentials(plan.uri), plan.display_params())
         dest = Destination(self._connect, job.request.dest_connect_uri, handle.uuid, job.conns)
         conf = self.conf
+        policy = monitoring.make_policy(conf, settings, plan, self._policy_factory)
         return Monitor(
             domain=mon_dom, reconnect=reconnect, worker=worker, clock=self.clock,
-            policy=monitoring.make_policy(conf, settings, plan, self._policy_factory),
-            tunables=lambda: monitoring.tunables(conf),
-            progress=ProgressTracker(settings.monitor_interval),
+            policy=policy, tunables=lambda: monitoring.tunables(conf),
+            progress=ProgressTracker(settings.monitor_interval,
+                                     lambda: policy.applied_downtime_ms),
             config=monitoring.loop_config(conf, settings, job.label, self.poll_interval,
                                           self.abort_timeout),
             hooks=self._hooks(job), dest=dest.facts, conduct=conduct, job_started=started,

@@ -136,7 +136,7 @@ class Monitor:
         self.journal = Journal(config.label)
         self.controls = Controls(
             domain=lambda: self.domain, reconnect=self._reconnect, now=self.now,
-            conduct=self.conduct, journal=self.journal, policy=policy, tracker=progress,
+            conduct=self.conduct, journal=self.journal, policy=policy,
             abort_timeout=config.abort_timeout, worker=worker, may_run=self._job_may_run,
             on_post_copy=lambda: self._hook("post-copy hook", hooks.on_post_copy))
         self.wake = threading.Event()

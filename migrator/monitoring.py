@@ -17,8 +17,9 @@ from migrator.adaptive import AdaptivePolicy
 from migrator.flags import Plan
 from migrator.jobstats import data_gb
 from migrator.monitor import LoopConfig
-from migrator.policy import MonitorSettings, Policy, StepsPolicy, Tunables
+from migrator.policy import MonitorSettings, Policy, Tunables
 from migrator.request import MigrationRequest
+from migrator.steps import StepsPolicy
 
 PolicyFactory = Callable[[MonitorSettings, Plan], Policy]
 

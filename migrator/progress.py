@@ -9,6 +9,7 @@ shows 100 % for a job that can still fail misleads the operator.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -88,12 +89,15 @@ def estimate_eta(sample: JobSample) -> float | None:
 class ProgressTracker:
     """Turns running samples into reports due every ``monitor_interval`` seconds.
 
-    The loop sets :attr:`max_downtime_ms` whenever a SET_MAX_DOWNTIME succeeds.
+    ``max_downtime`` answers the max downtime applied now (the policy keeps it);
+    without it reports carry None (QEMU's default).
     """
 
-    def __init__(self, monitor_interval: int) -> None:
+    def __init__(
+        self, monitor_interval: int, max_downtime: Callable[[], int | None] | None = None
+    ) -> None:
         self.monitor_interval = monitor_interval
-        self.max_downtime_ms: int | None = None
+        self._max_downtime = max_downtime or (lambda: None)
         self._sample: JobSample | None = None
         self._percent = 0.0
         self._last_report_at: float | None = None
@@ -151,7 +155,7 @@ class ProgressTracker:
             dirty_rate_bytes=s.dirty_rate_bytes,
             transfer_rate_bytes=s.memory_bps,
             expected_downtime_ms=s.downtime_ms,
-            max_downtime_ms=self.max_downtime_ms,
+            max_downtime_ms=self._max_downtime(),
             eta_seconds=eta,
             throttle=s.auto_converge_throttle,
             final=final,

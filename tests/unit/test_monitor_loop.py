@@ -16,8 +16,9 @@ from migrator import constants as c
 from migrator import exception
 from migrator.concurrency import Worker
 from migrator.monitor import Hooks, LoopConfig, Monitor, Outcome
-from migrator.policy import MonitorSettings, StepsPolicy, Tunables
+from migrator.policy import MonitorSettings, Tunables
 from migrator.progress import ProgressTracker
+from migrator.steps import StepsPolicy
 
 GiB = 1024**3
 

@@ -121,8 +121,7 @@ def test_unreported_peak_is_kept():
 
 
 def test_final_completed_gives_100_and_nothing_remaining():
-    tracker = ProgressTracker(5)
-    tracker.max_downtime_ms = 500
+    tracker = ProgressTracker(5, max_downtime=lambda: 500)
     tracker.update(mem(100, 5, memory_bps=10, memory_iteration=7), 0.0)
     report = tracker.final(12.5, completed=True)
     assert report.percent == 100.0
@@ -167,8 +166,7 @@ def test_final_without_any_sample():
 
 
 def test_report_carries_the_sample_figures():
-    tracker = ProgressTracker(5)
-    tracker.max_downtime_ms = 95
+    tracker = ProgressTracker(5, max_downtime=lambda: 95)
     sample = running(
         data_total=3000,
         data_processed=1200,

@@ -20,7 +20,17 @@ from typing import Any
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from migrator import _libvirt, concurrency, exception, flags, monitoring, startup, uri
+from migrator import (
+    _libvirt,
+    concurrency,
+    exception,
+    flags,
+    forecast,
+    measure,
+    monitoring,
+    startup,
+    uri,
+)
 from migrator import conf as mconf
 from migrator import constants as c
 from migrator.classify import CallEnd, Conduct
@@ -38,6 +48,7 @@ from migrator.outcome import (
     MigrationOutcome,
     Outcome,
 )
+from migrator.predict import Prediction
 from migrator.progress import Progress, ProgressTracker
 from migrator.recovery import Recovery, recover
 from migrator.request import MigrationRequest, build, check_against_guest
@@ -269,6 +280,14 @@ class LiveMigrationDriver:
         self._slots.occupy()
         self._launch(job)
         return handle
+
+    def predict(self, domain: Any, *, link_rate: float | None = None,
+                dirty_rate: float | None = None, memory: float | None = None) -> Prediction:
+        """What migrating ``domain`` would do under this driver's options: measures its
+        dirty rate (a few seconds, never while it migrates) unless ``dirty_rate`` (bytes/s)
+        is given (see :mod:`migrator.forecast`)."""
+        facts = measure.guest_facts(domain, dirty_rate, memory=memory, clock=self.clock)
+        return forecast.forecast(self.conf, facts, link_rate)
 
     def active_migrations(self) -> list[MigrationHandle]:
         with self._active_lock:

@@ -61,3 +61,7 @@ class AbortFailed(MigratorError):
 
 class NoActiveMigration(MigratorError):
     """A control request arrived for a migration that has already ended."""
+
+
+class MeasurementFailed(MigratorError):
+    """A guest could not be measured (not running, migrating, libvirt without the API)."""

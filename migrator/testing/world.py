@@ -40,6 +40,7 @@ from migrator.testing.faults import Faults
 from migrator.testing.hypervisor import DirtyRate
 
 if TYPE_CHECKING:
+    from migrator.testing.dirtyrate import DirtyRateCalc
     from migrator.testing.migration import MigrationJob
 
 KiB = 1024
@@ -96,6 +97,7 @@ class DomainRecord:
     outgoing: MigrationJob | None = None
     incoming: MigrationJob | None = None
     completed: dict[str, Any] | None = None
+    dirty_calc: DirtyRateCalc | None = None  # the last startDirtyRateCalc
 
     @property
     def active(self) -> bool:

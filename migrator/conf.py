@@ -386,6 +386,33 @@ Related options:
 """,
     ),
     cfg.IntOpt(
+        "live_migration_establish_timeout",
+        default=600,
+        min=0,
+        help="""
+Seconds the monitor keeps trying to establish where a guest runs when libvirt
+cannot tell yet.
+
+A peer-to-peer migration goes on inside the source libvirt when this service
+loses its connection to it, and a job may go on after the monitor gave up on
+it.  Until the source shows the job over (or the destination, when the caller
+gave a way to reach it, shows the guest running) nothing is settled: the
+monitor looks again with backoff, follows the job again when it can be read,
+and settles when the facts are clear.  When this many seconds pass without
+them, the outcome is ``unknown``: the caller must not roll back (the guest may
+run on either host) and the outcome says what to check.
+
+Possible values:
+
+* 0: settle ``unknown`` as soon as the facts cannot be had
+* a positive integer: seconds
+
+Related options:
+
+* ``live_migration_completion_timeout``
+""",
+    ),
+    cfg.IntOpt(
         "live_migration_monitor_interval",
         default=5,
         min=1,

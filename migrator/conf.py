@@ -386,6 +386,33 @@ Related options:
 """,
     ),
     cfg.IntOpt(
+        "live_migration_establish_timeout",
+        default=600,
+        min=0,
+        help="""
+Seconds the monitor keeps trying to establish where a guest runs when libvirt
+cannot tell yet.
+
+A peer-to-peer migration goes on inside the source libvirt when this service
+loses its connection to it, and a job may go on after the monitor gave up on
+it.  Until the source shows the job over (or the destination, when the caller
+gave a way to reach it, shows the guest running) nothing is settled: the
+monitor looks again with backoff, follows the job again when it can be read,
+and settles when the facts are clear.  When this many seconds pass without
+them, the outcome is ``unknown``: the caller must not roll back (the guest may
+run on either host) and the outcome says what to check.
+
+Possible values:
+
+* 0: settle ``unknown`` as soon as the facts cannot be had
+* a positive integer: seconds
+
+Related options:
+
+* ``live_migration_completion_timeout``
+""",
+    ),
+    cfg.IntOpt(
         "live_migration_monitor_interval",
         default=5,
         min=1,
@@ -458,11 +485,13 @@ Related options:
         deprecated_since="13.0.0",
         deprecated_reason=_FLAG_LIST_DEPRECATION,
         help="""
-Old comma-separated list of ``VIR_MIGRATE_*`` flags for live migration.
+Old comma-separated list of ``VIR_MIGRATE_*`` flags for live migrations that
+copy no disks (as in Nova before Newton; block migrations read
+``block_migration_flag``).
 
 Flags migrator decides itself or that are unsafe are dropped; ``TUNNELLED``
-counts as ``live_migration_tunnelled = true`` while that option is unset; the
-rest are treated like ``live_migration_extra_flags``.
+tunnels these migrations while ``live_migration_tunnelled`` is unset; the rest
+are added to these migrations like ``live_migration_extra_flags``.
 
 Related options:
 
@@ -475,10 +504,13 @@ Related options:
         deprecated_since="13.0.0",
         deprecated_reason=_FLAG_LIST_DEPRECATION,
         help="""
-Old comma-separated list of ``VIR_MIGRATE_*`` flags for block migration.
+Old comma-separated list of ``VIR_MIGRATE_*`` flags for block migrations.
 
-Read like ``live_migration_flag``; the flags it keeps apply to block
-migrations only.
+Read like ``live_migration_flag``, for block migrations only.  ``TUNNELLED``
+here (Nova's old default) refuses each block migration, with the reason,
+while ``live_migration_tunnelled`` is unset: libvirt cannot tunnel the disk
+copies.  Remove it; ``live_migration_with_native_tls`` encrypts block
+migrations.
 
 Related options:
 

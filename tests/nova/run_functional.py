@@ -64,7 +64,9 @@ def nova_source(cache: Path) -> Path:
                            check=True)
             (sdist,) = glob.glob(os.path.join(tmp, f"nova-{NOVA_VERSION}.tar.gz"))
             with tarfile.open(sdist) as tar:
-                tar.extractall(cache, filter="data")
+                # the safe extraction filter where this Python has it (3.11.4+)
+                kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                tar.extractall(cache, **kwargs)
     marker = tree / ".migrator-test-requirements-installed"
     if not marker.exists():
         subprocess.run([sys.executable, "-m", "pip", "install", "-q",

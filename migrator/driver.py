@@ -298,6 +298,7 @@ class LiveMigrationDriver:
         on_progress: Callable[[Progress], None] | None = None,
         on_sample: Callable[[float, Any], None] | None = None,
         on_post_copy: Callable[[], None] | None = None,
+        on_action: Callable[[Any], None] | None = None,
         **request_fields: Any,
     ) -> MigrationHandle:
         """Start migrating ``domain`` to ``dest``; returns at once with a handle.
@@ -312,7 +313,9 @@ class LiveMigrationDriver:
         ``on_progress`` gets a :class:`~migrator.progress.Progress` every
         ``live_migration_monitor_interval``; ``on_sample`` (for tracing) every
         job sample with the seconds since the monitor started; ``on_post_copy``
-        once, from the monitor's thread, right after the job switched to post-copy.
+        once, from the monitor's thread, right after the job switched to post-copy;
+        ``on_action`` every :class:`~migrator.monitor.ActionRecord` the monitor
+        records, as it records it (a failed action too).
         """
         if request is None:
             if dest is None:
@@ -334,7 +337,7 @@ class LiveMigrationDriver:
         concurrency.spawn(
             lambda: self._run(
                 handle, dom, request, post_method, recover_method,
-                (on_progress, on_sample, on_post_copy),
+                (on_progress, on_sample, on_post_copy, on_action),
             ),
             f"migrator-{handle.name}",
         )
@@ -420,7 +423,7 @@ class LiveMigrationDriver:
         )
 
     def _migrate(self, handle, dom, request, hooks, conns) -> MigrationOutcome:
-        on_progress, on_sample, on_post_copy = hooks
+        on_progress, on_sample, on_post_copy, on_action = hooks
         plan = self.plan(dom, request)  # facts may have changed while queued
         handle.plan = plan
         source_uri = self.connection.getURI()
@@ -457,7 +460,7 @@ class LiveMigrationDriver:
         monitor = Monitor(
             domain=mon_dom, reconnect=reconnect, worker=worker, policy=policy,
             clock=self.clock, tunables=self._tunables, progress=tracker, on_progress=progress,
-            on_sample=on_sample, on_post_copy=on_post_copy,
+            on_sample=on_sample, on_post_copy=on_post_copy, on_action=on_action,
             poll_interval=self.poll_interval, abort_timeout=self.abort_timeout, label=label,
         )
         with handle._lock:

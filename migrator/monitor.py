@@ -200,6 +200,7 @@ class Monitor:
         on_progress: Callable[[Progress], None] | None = None,
         on_sample: Callable[[float, JobSample], None] | None = None,
         on_post_copy: Callable[[], None] | None = None,
+        on_action: Callable[[ActionRecord], None] | None = None,
         poll_interval: float = 0.5,
         abort_timeout: float = 30.0,
         label: str = "",
@@ -214,6 +215,7 @@ class Monitor:
         self._on_progress = on_progress
         self._on_sample = on_sample
         self._on_post_copy = on_post_copy
+        self._on_action = on_action
         self._post_copy_reported = False
         self.poll_interval = poll_interval
         self.abort_timeout = abort_timeout
@@ -583,6 +585,11 @@ class Monitor:
                 at: float | None = None) -> None:
         rec = ActionRecord(self.now() if at is None else at, str(kind), value, reason, ok, error)
         self.actions.append(rec)
+        if self._on_action is not None:
+            try:
+                self._on_action(rec)
+            except Exception as exc:  # noqa: BLE001 - the caller's hook: reported, job goes on
+                self._note_once(f"action hook raised {type(exc).__name__}: {exc}")
         if ok:
             LOG.info("%s%s%s: %s", self.label, kind, "" if value is None else f" {value}", reason)
         else:
@@ -606,6 +613,7 @@ class Monitor:
         if self._post_copy_reported or not self.policy.in_post_copy:
             return
         self._post_copy_reported = True
+        self.tracker.post_copy = True  # the progress outlook: pages pushed, no convergence
         if self._on_post_copy is None:
             return
         try:

@@ -85,7 +85,7 @@ def record_traces(policy: str) -> list[tuple[dict[str, Any], float, Any, Any]]:
     """(stats dict, now, settings, plan) per sample of each TRACE_WORKLOADS migration."""
     from migrator import simulate
     from migrator.adaptive import AdaptivePolicy
-    from migrator.policy import StepsPolicy
+    from migrator.steps import StepsPolicy
 
     out: list[tuple[dict[str, Any], float, Any, Any]] = []
     for mem, ratio, gbps, opts in TRACE_WORKLOADS:
@@ -109,7 +109,8 @@ def cpu_per_poll(policy: str, min_polls: int) -> dict[str, Any]:
     """CPU µs per poll: parsing alone, and parsing + the policy's decision."""
     from migrator.adaptive import AdaptivePolicy
     from migrator.jobstats import JobSample
-    from migrator.policy import StepsPolicy, Tunables
+    from migrator.policy import Tunables
+    from migrator.steps import StepsPolicy
 
     trace = record_traces(policy)
     cls = AdaptivePolicy if policy == "adaptive" else StepsPolicy

@@ -37,6 +37,7 @@ class Run:
     final_set: float  # bytes of the stop-copy set, or that a sync would find at the end
     throttle: int
     ended: str  # "switch" | "first-sync" | "deadline" | "stuck"
+    stalled: bool = False  # at a fixed point when it ended: no progress without a change
 
 
 class PreCopy:
@@ -66,6 +67,7 @@ class PreCopy:
         self.t, self.syncs, self.sent = 0.0, 0, 0.0
         self.next_check = CHECK_SECONDS
         self.period_start, self.period_sent, self.period_dirtied, self.high = 0.0, 0.0, 0.0, 0
+        self.stalled = False
 
     @property
     def rate(self) -> float:
@@ -194,7 +196,8 @@ class PreCopy:
     def _end(self, ended: str, size: float | None = None) -> Run:
         if size is None:
             size = self.cold + min(self.w, self.hot + self.dirty)
-        return Run(self.t, self.syncs, size, self.throttle, ended)
+        return Run(self.t, self.syncs, size, self.throttle, ended,
+                   stalled=ended == "stuck" or self.stalled)
 
     def run(self, first_only: bool = False) -> Run:
         """Until the switchover (or the first sync), the deadline, or a state that never ends."""
@@ -221,7 +224,9 @@ class PreCopy:
                 return self._end("first-sync", size)
             if size < best * (1 - 1e-9) - 1 or self.cold > _EPS or not self._throttle_fixed():
                 best, best_at, best_syncs = min(best, size), self.t, self.syncs
+                self.stalled = False
             elif self.syncs - best_syncs >= 50:
+                self.stalled = True
                 if not self._jump_fixed_point(best_at, self.syncs - best_syncs, event):
                     return self._end("stuck", size)
                 best, best_at, best_syncs = size, self.t, self.syncs

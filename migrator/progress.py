@@ -15,6 +15,7 @@ the link carries is said not to converge, instead of showing an ETA of days.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -159,17 +160,20 @@ def raw_percent(sample: JobSample) -> float:
 class ProgressTracker:
     """Turns running samples into reports due every ``monitor_interval`` seconds.
 
-    Whoever executes (or sees) the actions keeps the tracker told: it sets
-    :attr:`max_downtime_ms` whenever a SET_MAX_DOWNTIME succeeds and
-    :attr:`post_copy` once the job switched to post-copy; :attr:`deadline` is
-    when the completion timeout acts (seconds since the start), if known.
+    The callables answer what the policy knows now: ``max_downtime`` the max
+    downtime applied (None: QEMU's default), ``post_copy`` whether the job
+    switched to post-copy.  ``deadline`` is when the completion timeout acts
+    (seconds since the start), if known.
     """
 
-    def __init__(self, monitor_interval: float) -> None:
+    def __init__(
+        self, monitor_interval: float, max_downtime: Callable[[], int | None] | None = None,
+        post_copy: Callable[[], bool] | None = None, deadline: float | None = None,
+    ) -> None:
         self.monitor_interval = monitor_interval
-        self.max_downtime_ms: int | None = None
-        self.post_copy = False
-        self.deadline: float | None = None
+        self._max_downtime = max_downtime or (lambda: None)
+        self._post_copy = post_copy or (lambda: False)
+        self.deadline = deadline
         self._sample: JobSample | None = None
         self._pass = (-1, 0)  # (iteration, remaining at its first sample)
         self._percent = 0.0
@@ -210,7 +214,7 @@ class ProgressTracker:
     def report(self, sample: JobSample, now: float) -> Progress:
         """A report on ``sample`` now (the percentage is the watermark, not this sample's)."""
         this_pass = max(self._pass[1] - (_remaining(sample) or 0), 0)
-        view = outlook(sample, self.max_downtime_ms, post_copy=self.post_copy, elapsed=now,
+        view = outlook(sample, self._max_downtime(), post_copy=self._post_copy(), elapsed=now,
                        deadline=self.deadline, sent_this_pass=this_pass)
         return self._report(sample, now, self._percent, view, final=False)
 
@@ -229,6 +233,7 @@ class ProgressTracker:
 
     def _report(self, s: JobSample, now: float, percent: float, view: Outlook,
                 final: bool) -> Progress:
+        max_downtime = self._max_downtime()
         return Progress(
             elapsed=now,
             percent=percent,
@@ -245,7 +250,7 @@ class ProgressTracker:
             dirty_rate_bytes=s.dirty_rate_bytes,
             transfer_rate_bytes=s.memory_bps,
             expected_downtime_ms=s.downtime_ms,
-            max_downtime_ms=self.max_downtime_ms,
+            max_downtime_ms=max_downtime,
             eta_seconds=view.eta_seconds,
             throttle=s.auto_converge_throttle,
             final=final,

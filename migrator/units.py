@@ -8,6 +8,10 @@ _PREFIX = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
 _BINARY = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)(/s)?\s*$")
 
+KiB = 1024
+MiB = 1024**2
+GiB = 1024**3
+
 MAX_SIZE = 1024**5  # 1 PiB: larger is a typo, not a guest
 MAX_RATE = 1e12  # 1 TB/s
 
@@ -129,3 +133,23 @@ def human_seconds(s: float) -> str:
     if s < 3600:
         return f"{int(s // 60)}m{int(s % 60):02d}s"
     return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+
+
+# Numbers inside a decision's reason: short, no float noise, no unit (the text says it).
+
+
+def secs_text(value: float) -> str:
+    """Seconds in a reason: '3201', '3200.5', '0.25'."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def mib_text(value: float) -> str:
+    """Bytes (or bytes/s) as MiB in a reason: '812', '0.5'."""
+    mib = value / MiB
+    return f"{mib:.0f}" if mib >= 10 else f"{mib:.2g}"
+
+
+def gib_text(value: float) -> str:
+    """GiB (given in GiB) in a reason: '4.0', '14.25'."""
+    text = f"{value:.2f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text

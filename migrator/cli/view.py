@@ -48,8 +48,10 @@ class View:
                  deadline: float | None = None, wall: Callable[[], float] = time.monotonic):
         self.sinks = list(sinks)
         self.interval = interval
-        self.tracker = ProgressTracker(interval)
-        self.tracker.deadline = deadline
+        self.max_downtime_ms: int | None = None  # what the actions applied so far
+        self.post_copy = False
+        self.tracker = ProgressTracker(interval, lambda: self.max_downtime_ms,
+                                       lambda: self.post_copy, deadline)
         self._wall = wall
         self._redrawn_at: float | None = None
         self._logged_at: float | None = None
@@ -77,9 +79,9 @@ class View:
     def action(self, record: Any) -> None:
         """An action taken (or seen): it changes what the outlook assumes."""
         if record.ok and record.action == "set_max_downtime" and record.value is not None:
-            self.tracker.max_downtime_ms = int(record.value)
+            self.max_downtime_ms = int(record.value)
         if record.ok and record.action == "start_post_copy":
-            self.tracker.post_copy = True
+            self.post_copy = True
         for sink in self.sinks:
             sink.action(record, self.last)
 

@@ -21,7 +21,7 @@ import pytest
 from migrator import constants
 from migrator.cli import main, view
 from migrator.jobstats import JobSample
-from migrator.monitor import ActionRecord
+from migrator.outcome import ActionRecord
 from migrator.progress import WHY_PERCENT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -186,7 +186,7 @@ def test_failed_actions_change_nothing_and_are_shown_as_failed():
     stream = io.StringIO()
     shown = view.View([view.LogLines(stream, view.sim_stamp)], interval=10)
     shown.action(ActionRecord(3.0, "set_max_downtime", 400, "step", ok=False, error="boom"))
-    assert shown.tracker.max_downtime_ms is None
+    assert shown.max_downtime_ms is None
     assert stream.getvalue() == ("sim+00:00:03.0 action at 3.0 s: set_max_downtime 400 "
                                  "FAILED (boom): step\n")
 

@@ -18,9 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from migrator import constants
-from migrator.adaptive import AdaptivePolicy
+from migrator.adaptive import AdaptivePolicy, AdaptiveTuning
 from migrator.jobstats import JobSample
-from migrator.policy import Action, ActionKind, MonitorSettings, StepsPolicy, Tunables
+from migrator.policy import Action, ActionKind, MonitorSettings, Tunables
+from migrator.steps import StepsPolicy
 
 MiB = 1024**2
 GiB = 1024**3
@@ -48,7 +49,7 @@ def make_settings(**overrides) -> MonitorSettings:
 
 
 def make_policy(knobs: dict | None = None, **overrides) -> AdaptivePolicy:
-    return AdaptivePolicy(make_settings(**overrides), **(knobs or {}))
+    return AdaptivePolicy(make_settings(**overrides), AdaptiveTuning(**(knobs or {})))
 
 
 Result = Callable[[Action], tuple[bool, str | None]]
@@ -501,10 +502,12 @@ def test_ceiling_never_exceeded_and_silent_in_post_copy(
             post_copy_enabled=post_copy,
             auto_converge_enabled=auto_converge,
         ),
-        initial_downtime_ms=initial,
-        stall_window_passes=window,
-        stall_window_seconds=seconds,
-        grace_passes=grace,
+        AdaptiveTuning(
+            initial_downtime_ms=initial,
+            stall_window_passes=window,
+            stall_window_seconds=seconds,
+            grace_passes=grace,
+        ),
     )
     tunables = Tunables(completion_timeout=30, timeout_action="abort")
     now, iteration, processed = 0.0, 1, 0

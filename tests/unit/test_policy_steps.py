@@ -10,18 +10,18 @@ from hypothesis import strategies as st
 
 from migrator import constants
 from migrator.jobstats import JobSample
+from migrator.maxdowntime import MAX_DOWNTIME_ATTEMPTS
 from migrator.policy import (
-    MAX_DOWNTIME_ATTEMPTS,
     Action,
     ActionKind,
     MonitorSettings,
     Policy,
-    StepsPolicy,
     Tunables,
     completion_timeout,
     downtime_steps,
     timeout_expired,
 )
+from migrator.steps import StepsPolicy
 
 RUNNING = JobSample(type=constants.VIR_DOMAIN_JOB_UNBOUNDED)
 OFF = Tunables(completion_timeout=0, timeout_action="abort")
@@ -477,7 +477,7 @@ def test_timeout_force_complete_fires_once_even_if_it_failed():
     for i in range(20):
         emitted += tick(policy, 40.5 + i * 0.5, tunables, result=failing)
     assert kinds(emitted) == [K.SUSPEND, K.SUSPEND]  # once, plus its one retry
-    assert any("force-complete given up" in n.text for n in policy.pop_notes())
+    assert any("suspend failed 2 times (boom); given up" in n.text for n in policy.pop_notes())
 
 
 def test_handle_postcopy_normal():

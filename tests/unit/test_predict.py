@@ -245,7 +245,14 @@ def test_completion_timeout_actions() -> None:
     w = P.Workload(4 * GiB, 2 * LINK)
     abort = P.estimate(P.PRECOPY, w, P.Link(LINK), P.Limits(completion_timeout=100))
     assert abort.ending == P.TIMEOUT_ABORT and not abort.completes
-    assert abort.total_seconds == 100 and "completion timeout (1m40s) aborts it" in abort.reason
+    assert abort.total_seconds == 100 and abort.reason == (
+        "it dirties 2.3 GiB/s, the link carries 1.2 GiB/s: pre-copy cannot finish; the "
+        "completion timeout (1m40s) aborts it")
+    slow = P.estimate(P.PRECOPY, P.Workload(4 * GiB, 0.9 * LINK), P.Link(LINK),
+                      P.Limits(completion_timeout=10))
+    assert slow.reason.startswith("it dirties 1.0 GiB/s, the link carries 1.2 GiB/s: pre-copy "
+                                  "still has ")
+    assert slow.reason.endswith("the completion timeout (10.0 s) aborts it")
     pause = P.estimate(P.PRECOPY, w, P.Link(LINK),
                        P.Limits(completion_timeout=100, timeout_action="force_complete"))
     assert pause.ending == P.TIMEOUT_PAUSE and pause.completes

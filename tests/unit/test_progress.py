@@ -122,8 +122,7 @@ def test_unreported_peak_is_kept():
 
 
 def test_final_completed_gives_100_and_nothing_remaining():
-    tracker = ProgressTracker(5)
-    tracker.max_downtime_ms = 500
+    tracker = ProgressTracker(5, max_downtime=lambda: 500)
     tracker.update(mem(100, 5, memory_bps=10, memory_iteration=7), 0.0)
     report = tracker.final(12.5, completed=True)
     assert report.percent == 100.0
@@ -168,8 +167,7 @@ def test_final_without_any_sample():
 
 
 def test_report_carries_the_sample_figures():
-    tracker = ProgressTracker(5)
-    tracker.max_downtime_ms = 95
+    tracker = ProgressTracker(5, max_downtime=lambda: 95)
     sample = running(
         data_total=3000,
         data_processed=1200,
@@ -309,13 +307,19 @@ def test_nothing_remaining_is_the_switchover():
     assert outlook(mem(100, 0)).eta_seconds == 0.0
 
 
-def test_tracker_passes_what_it_was_told_to_the_outlook():
-    tracker = ProgressTracker(0)
+def test_tracker_asks_the_policy_what_the_outlook_assumes():
+    policy = {"downtime": None, "post_copy": False}
+    tracker = ProgressTracker(0, max_downtime=lambda: policy["downtime"],
+                              post_copy=lambda: policy["post_copy"], deadline=10_000)
     sample = mem(1000 * MiB, 600 * MiB, memory_bps=100 * MiB,
-                 memory_dirty_rate=400 * MiB // 4096, memory_iteration=5)
-    assert tracker.update(sample, 1.0).converging is False
-    tracker.post_copy = True
-    report = tracker.update(sample, 2.0)
+                 memory_dirty_rate=40 * MiB // 4096, memory_iteration=5)
+    slow = tracker.update(sample, 1.0)
+    policy["downtime"] = 2000
+    fast = tracker.update(sample, 2.0)
+    assert (slow.max_downtime_ms, fast.max_downtime_ms) == (None, 2000)
+    assert fast.eta_seconds < slow.eta_seconds
+    policy["post_copy"] = True
+    report = tracker.update(sample, 3.0)
     assert report.converging is True and report.outlook.startswith("post-copy")
 
 

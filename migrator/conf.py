@@ -63,8 +63,9 @@ channel.
 Possible values:
 
 * unset: ``tcp``
-* a libvirt transport such as ``tcp``, ``tls``, ``ssh``, ``libssh``,
-  ``libssh2`` (letters, digits, ``+``, ``.``, ``-`` only)
+* ``tcp``, ``tls``, ``ssh``, ``libssh`` or ``libssh2``; ``unix`` and ``ext``
+  are refused: they cannot reach another host (libvirt refuses a unix socket
+  with a remote host, and ``ext`` ignores the host)
 
 Related options:
 
@@ -113,8 +114,21 @@ Template of the control URI; ``%s`` is replaced by the destination address.
 
 Example: ``qemu+ssh://%s/system``.  When set, it wins over
 ``live_migration_scheme``.  The template must contain exactly one ``%s``, in
-the host part.  Credentials in the template are never logged or printed: the
-value is secret, and the password is masked wherever the URI is shown.
+the host part, use the ``qemu`` driver and the ``/system`` path.  Without a
+``+transport`` (``qemu://%s/system``) libvirt uses TLS, and migrator treats the
+control channel as encrypted.
+
+The source libvirtd opens this URI for every migration, so migrator refuses,
+at start-up, what libvirt refuses and what would weaken or redirect the
+connection: the ``unix`` and ``ext`` transports and the query parameters
+``name``, ``command``, ``netcat``, ``socket``, ``no_verify`` (non-zero) and
+``known_hosts_verify`` (``auto``, ``ignore``).  It accepts, with a warning
+saying what they do, ``keyfile``, ``known_hosts``, ``pkipath``, ``sshauth``,
+``tls_priority``, ``auth``, ``authfile``, ``no_sanity``, ``mode``, ``proxy``,
+any parameter libvirt does not know, and a password (libvirt takes none from
+a URI: it reads ``user:password`` as the user name).  Credentials in the
+template are never logged or printed: the value is secret, and the password
+is masked wherever the URI is shown.
 
 Related options:
 
@@ -369,6 +383,33 @@ Possible values:
 Related options:
 
 * ``live_migration_permit_post_copy``
+""",
+    ),
+    cfg.IntOpt(
+        "live_migration_establish_timeout",
+        default=600,
+        min=0,
+        help="""
+Seconds the monitor keeps trying to establish where a guest runs when libvirt
+cannot tell yet.
+
+A peer-to-peer migration goes on inside the source libvirt when this service
+loses its connection to it, and a job may go on after the monitor gave up on
+it.  Until the source shows the job over (or the destination, when the caller
+gave a way to reach it, shows the guest running) nothing is settled: the
+monitor looks again with backoff, follows the job again when it can be read,
+and settles when the facts are clear.  When this many seconds pass without
+them, the outcome is ``unknown``: the caller must not roll back (the guest may
+run on either host) and the outcome says what to check.
+
+Possible values:
+
+* 0: settle ``unknown`` as soon as the facts cannot be had
+* a positive integer: seconds
+
+Related options:
+
+* ``live_migration_completion_timeout``
 """,
     ),
     cfg.IntOpt(

@@ -43,6 +43,10 @@ class MigrationRefused(MigratorError):
     """
 
 
+class InvalidRequest(MigratorError, ValueError):
+    """An argument of ``live_migration()`` is wrong; nothing was started."""
+
+
 class MigrationFailed(MigratorError):
     """The migration job ended without moving the guest."""
 

@@ -228,7 +228,16 @@ def validated(options: Options, host: HostFacts) -> EffectiveOptions:
         raise exception.ConfigError(config + host_limits)
     if host_limits:
         raise exception.UnsupportedByHost(host_limits)
+    eff.decisions.extend(_template_notes(options))
     return eff
+
+
+def _template_notes(options: Options) -> list[Decision]:
+    """A warning for each thing a valid live_migration_uri does that deserves one."""
+    if options.uri_template is None:
+        return []
+    return [Decision("live_migration_uri", "accepted", warning, ("live_migration_uri",),
+                     warning=True) for warning in uri.template_warnings(options.uri_template)]
 
 
 def check_options(options: Options, host: HostFacts) -> list[Decision]:

@@ -105,10 +105,12 @@ class DomainRecord:
 
     def xml(self) -> str:
         kib = self.guest.memory // KiB
+        disks = "".join(f"<disk type='file' device='disk'><target dev='{d.target}' "
+                        "bus='virtio'/></disk>" for d in self.guest.disks)
         return (
             f"<domain type='kvm'><name>{self.name}</name><uuid>{self.uuid}</uuid>"
             f"<memory unit='KiB'>{kib}</memory><currentMemory unit='KiB'>{kib}</currentMemory>"
-            f"<vcpu>{self.guest.vcpus}</vcpu></domain>"
+            f"<vcpu>{self.guest.vcpus}</vcpu><devices>{disks}</devices></domain>"
         )
 
 

@@ -16,6 +16,10 @@ choice of eventlet or native threads is not disturbed):
   an empty fake host.  The harness lends migrator Nova's mocked connection
   instead (the fake's migrateToURI3 returns at once, so the libvirt client
   hang that separate connections avoid cannot happen there);
+* the domain's state: Nova's fake ``Domain`` has no ``state()`` (libvirt's
+  virDomainGetState, which migrator reads to establish where the guest runs);
+  the harness gives it one from the fake's own ``_state``, with reason 0
+  (unknown), and changes nothing else of the fake;
 * the count: every migration Nova hands to migrator's driver appends one JSON
   line (the outcome) to ``MIGRATOR_NOVA_RECORD``.
 
@@ -66,6 +70,11 @@ def _lend_novas_connection(module) -> None:
     module.open_own_connection = module.HostConnection
 
 
+def _give_fake_domains_a_state(module) -> None:
+    if not hasattr(module.Domain, "state"):
+        module.Domain.state = lambda self, flags=0: [self._state, 0]
+
+
 def _count_migrator(module) -> None:
     original = module.MigrationRun.call_back
 
@@ -95,7 +104,8 @@ def _count_nova(module) -> None:
 
 HOOKS = {
     "migrator": {"nova.virt.driver": _redirect, "migrator.nova.run": _count_migrator,
-                 "migrator.nova.connection": _lend_novas_connection},
+                 "migrator.nova.connection": _lend_novas_connection,
+                 "nova.tests.fixtures.libvirt": _give_fake_domains_a_state},
     "nova": {"nova.virt.libvirt.driver": _count_nova},
 }.get(MODE, {})
 

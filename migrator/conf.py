@@ -485,11 +485,13 @@ Related options:
         deprecated_since="13.0.0",
         deprecated_reason=_FLAG_LIST_DEPRECATION,
         help="""
-Old comma-separated list of ``VIR_MIGRATE_*`` flags for live migration.
+Old comma-separated list of ``VIR_MIGRATE_*`` flags for live migrations that
+copy no disks (as in Nova before Newton; block migrations read
+``block_migration_flag``).
 
 Flags migrator decides itself or that are unsafe are dropped; ``TUNNELLED``
-counts as ``live_migration_tunnelled = true`` while that option is unset; the
-rest are treated like ``live_migration_extra_flags``.
+tunnels these migrations while ``live_migration_tunnelled`` is unset; the rest
+are added to these migrations like ``live_migration_extra_flags``.
 
 Related options:
 
@@ -502,10 +504,13 @@ Related options:
         deprecated_since="13.0.0",
         deprecated_reason=_FLAG_LIST_DEPRECATION,
         help="""
-Old comma-separated list of ``VIR_MIGRATE_*`` flags for block migration.
+Old comma-separated list of ``VIR_MIGRATE_*`` flags for block migrations.
 
-Read like ``live_migration_flag``; the flags it keeps apply to block
-migrations only.
+Read like ``live_migration_flag``, for block migrations only.  ``TUNNELLED``
+here (Nova's old default) refuses each block migration, with the reason,
+while ``live_migration_tunnelled`` is unset: libvirt cannot tunnel the disk
+copies.  Remove it; ``live_migration_with_native_tls`` encrypts block
+migrations.
 
 Related options:
 

@@ -187,6 +187,7 @@ class LiveMigrationDriver:
         on_progress: Callable[[Progress], None] | None = None,
         on_sample: Callable[[float, Any], None] | None = None,
         on_post_copy: Callable[[], None] | None = None,
+        on_action: Callable[[Any], None] | None = None,
         **request_fields: Any,
     ) -> MigrationHandle:
         """Start migrating ``domain`` to ``dest``; returns at once with a handle.
@@ -202,7 +203,9 @@ class LiveMigrationDriver:
         ``on_progress`` gets a :class:`~migrator.progress.Progress` every
         ``live_migration_monitor_interval``; ``on_sample`` (for tracing) every
         job sample with the seconds since the monitor started; ``on_post_copy``
-        once, from the monitor's thread, right after the job switched to post-copy.
+        once, from the monitor's thread, right after the job switched to post-copy;
+        ``on_action`` every :class:`~migrator.outcome.ActionRecord` the monitor
+        records, as it records it (a failed action too).
         """
         self._require_init()
         request = build(dest, request, request_fields)
@@ -214,7 +217,7 @@ class LiveMigrationDriver:
                                  on_abort_before_start=self._abort_queued)
         handle.plan = plan
         job = Job(handle, dom, request, post_method, recover_method,
-                   Hooks(on_progress, on_sample, on_post_copy))
+                   Hooks(on_progress, on_sample, on_post_copy, on_action))
         self._register(handle)
         job.inline = True  # a thread that cannot start now is an error raised here
         try:
@@ -234,6 +237,7 @@ class LiveMigrationDriver:
         on_progress: Callable[[Progress], None] | None = None,
         on_sample: Callable[[float, Any], None] | None = None,
         on_post_copy: Callable[[], None] | None = None,
+        on_action: Callable[[Any], None] | None = None,
         **request_fields: Any,
     ) -> MigrationHandle:
         """Follow a migration of ``domain`` that runs in libvirt already (after a restart).
@@ -254,7 +258,7 @@ class LiveMigrationDriver:
         handle.plan = plan
         handle.status = "running"
         job = Job(handle, dom, request, post_method, recover_method,
-                   Hooks(on_progress, on_sample, on_post_copy), reattach=found)
+                   Hooks(on_progress, on_sample, on_post_copy, on_action), reattach=found)
         self._register(handle)
         self._slots.occupy()
         self._launch(job)

@@ -150,7 +150,8 @@ def _monitor(env: Env, job: Job, plan: flags.Plan, refusal: str | None) -> Monit
     return Monitor(
         domain=mon_dom, reconnect=reconnect, worker=worker, clock=env.clock,
         policy=policy, tunables=lambda: monitoring.tunables(conf),
-        progress=ProgressTracker(settings.monitor_interval, lambda: policy.applied_downtime_ms),
+        progress=ProgressTracker(settings.monitor_interval, lambda: policy.applied_downtime_ms,
+                                 lambda: policy.in_post_copy),
         config=monitoring.loop_config(conf, settings, job.label, env.poll_interval,
                                       env.abort_timeout),
         hooks=_hooks(job), dest=dest.facts, conduct=conduct, job_started=started,
@@ -188,7 +189,7 @@ def _hooks(job: Job) -> Hooks:
         if on_progress is not None:
             on_progress(p)
 
-    return Hooks(progress, job.hooks.on_sample, job.hooks.on_post_copy)
+    return Hooks(progress, job.hooks.on_sample, job.hooks.on_post_copy, job.hooks.on_action)
 
 
 def _after(env: Env, job: Job, monitor: Monitor, result: Outcome) -> MigrationOutcome:

@@ -370,13 +370,18 @@ def check_plan(p: Plan, options: Options, host: HostFacts, m: MigrationFacts) ->
     else:
         assert tls_dest is None
 
-    # Extra flags only when asked for.
+    # Extra flags and a tunnel only when asked for: a deprecated flag list applies to its
+    # kind of migration only (block_migration_flag to block migrations).
+    own_list = options.legacy_block_flags if m.block_migration else options.legacy_live_flags
     asked = {n.strip().upper().removeprefix("VIR_MIGRATE_")
-             for n in (*options.extra_flags, *(options.legacy_live_flags or ()),
-                       *(options.legacy_block_flags or ()))}
+             for n in (*options.extra_flags, *(own_list or ()))}
     for name in EXTRA_FLAGS:
         if has(name):
             assert name in asked
+    if has("TUNNELLED") and not options.tunnelled:
+        assert options.tunnelled is None
+        assert "TUNNELLED" in asked or libvirt_transport(p.uri) in ("tls", "ssh", "libssh",
+                                                                    "libssh2")
 
     # Every flag and parameter has a decision with a reason.
     items = {d.item: d for d in p.decisions}

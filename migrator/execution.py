@@ -40,7 +40,7 @@ from migrator.recovery import Recovery, recover
 from migrator.request import MigrationRequest
 from migrator.startup import RunningMigration
 
-LOG = logging.getLogger(__name__)
+LOG = logging.getLogger("migrator.driver")  # the migration lifecycle keeps its logger name
 
 Callback = Callable[[MigrationOutcome], Any]
 

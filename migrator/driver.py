@@ -212,6 +212,7 @@ class LiveMigrationDriver:
         on_progress: Callable[[Progress], None] | None = None,
         on_sample: Callable[[float, Any], None] | None = None,
         on_post_copy: Callable[[], None] | None = None,
+        on_action: Callable[[Any], None] | None = None,
         **request_fields: Any,
     ) -> MigrationHandle:
         """Start migrating ``domain`` to ``dest``; returns at once with a handle.
@@ -227,7 +228,9 @@ class LiveMigrationDriver:
         ``on_progress`` gets a :class:`~migrator.progress.Progress` every
         ``live_migration_monitor_interval``; ``on_sample`` (for tracing) every
         job sample with the seconds since the monitor started; ``on_post_copy``
-        once, from the monitor's thread, right after the job switched to post-copy.
+        once, from the monitor's thread, right after the job switched to post-copy;
+        ``on_action`` every :class:`~migrator.outcome.ActionRecord` the monitor
+        records, as it records it (a failed action too).
         """
         self._require_init()
         request = build(dest, request, request_fields)
@@ -239,7 +242,7 @@ class LiveMigrationDriver:
                                  on_abort_before_start=self._abort_queued)
         handle.plan = plan
         job = _Job(handle, dom, request, post_method, recover_method,
-                   Hooks(on_progress, on_sample, on_post_copy))
+                   Hooks(on_progress, on_sample, on_post_copy, on_action))
         self._register(handle)
         self._slots.submit(handle, job)
         return handle
@@ -255,6 +258,7 @@ class LiveMigrationDriver:
         on_progress: Callable[[Progress], None] | None = None,
         on_sample: Callable[[float, Any], None] | None = None,
         on_post_copy: Callable[[], None] | None = None,
+        on_action: Callable[[Any], None] | None = None,
         **request_fields: Any,
     ) -> MigrationHandle:
         """Follow a migration of ``domain`` that runs in libvirt already (after a restart).
@@ -275,7 +279,7 @@ class LiveMigrationDriver:
         handle.plan = plan
         handle.status = "running"
         job = _Job(handle, dom, request, post_method, recover_method,
-                   Hooks(on_progress, on_sample, on_post_copy), reattach=found)
+                   Hooks(on_progress, on_sample, on_post_copy, on_action), reattach=found)
         self._register(handle)
         self._slots.occupy()
         self._launch(job)
@@ -397,7 +401,8 @@ class LiveMigrationDriver:
             domain=mon_dom, reconnect=reconnect, worker=worker, clock=self.clock,
             policy=policy, tunables=lambda: monitoring.tunables(conf),
             progress=ProgressTracker(settings.monitor_interval,
-                                     lambda: policy.applied_downtime_ms),
+                                     lambda: policy.applied_downtime_ms,
+                                     lambda: policy.in_post_copy),
             config=monitoring.loop_config(conf, settings, job.label, self.poll_interval,
                                           self.abort_timeout),
             hooks=self._hooks(job), dest=dest.facts, conduct=conduct, job_started=started,
@@ -429,7 +434,7 @@ class LiveMigrationDriver:
             if on_progress is not None:
                 on_progress(p)
 
-        return Hooks(progress, job.hooks.on_sample, job.hooks.on_post_copy)
+        return Hooks(progress, job.hooks.on_sample, job.hooks.on_post_copy, job.hooks.on_action)
 
     def _after(self, job: _Job, monitor: Monitor, result: Outcome) -> MigrationOutcome:
         """Recover a failed post-copy, tidy the source, read the downtime."""

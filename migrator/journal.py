@@ -8,6 +8,7 @@ adds one line per repeated problem when the migration settles.
 from __future__ import annotations
 
 import logging as std_logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from oslo_log import log as logging
@@ -25,15 +26,20 @@ class _Repeat:
 
 
 class Journal:
-    def __init__(self, label: str = ""):
+    def __init__(self, label: str = "",
+                 on_action: Callable[[ActionRecord], None] | None = None):
         self.label = label
+        self._on_action = on_action  # told of each action as it is recorded
         self.actions: list[ActionRecord] = []
         self.notes: list[str] = []
         self._repeats: dict[str, _Repeat] = {}
 
     def record(self, kind: str, value: int | float | None, reason: str, ok: bool,
                error: str | None, at: float) -> None:
-        self.actions.append(ActionRecord(at, str(kind), value, reason, ok, error))
+        record = ActionRecord(at, str(kind), value, reason, ok, error)
+        self.actions.append(record)
+        if self._on_action is not None:
+            self._on_action(record)
         if ok:
             LOG.info("%s%s%s: %s", self.label, kind, "" if value is None else f" {value}",
                      reason)

@@ -104,6 +104,7 @@ class Hooks:
     on_progress: Callable[[Progress], None] | None = None
     on_sample: Callable[[float, Any], None] | None = None
     on_post_copy: Callable[[], None] | None = None  # once, right after the switch
+    on_action: Callable[[Any], None] | None = None  # each ActionRecord, as it is recorded
 
 
 class Monitor:
@@ -133,7 +134,8 @@ class Monitor:
         self.cfg = config
         self._dest = dest or (lambda: NOT_ASKED)
         self.conduct = conduct or Conduct(call=CallEnd.PENDING if worker else CallEnd.NONE)
-        self.journal = Journal(config.label)
+        self.journal = Journal(config.label,
+                               lambda rec: self._hook("action hook", hooks.on_action, rec))
         self.controls = Controls(
             domain=lambda: self.domain, reconnect=self._reconnect, now=self.now,
             conduct=self.conduct, journal=self.journal, policy=policy,

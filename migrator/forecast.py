@@ -28,7 +28,7 @@ from migrator.adaptive import SHRINKING_FAST
 from migrator.jobstats import data_gb
 from migrator.policy import completion_timeout, downtime_steps
 from migrator.predict import Limits, Link, Prediction, Workload, least, predict
-from migrator.units import human_bytes, human_seconds
+from migrator.units import human_bytes
 
 MiB = 1024**2
 # The long window's distinct pages below this share of rate x window: a working set.
@@ -72,22 +72,26 @@ class DirtyRate:
 
 
 def interpret(windows: tuple[Window, ...]) -> DirtyRate:
-    """The rate (mean of the shortest windows) and the working set (the longest one, if the
-    writes saturated it), from page-sampling results."""
+    """The rate (mean of the shortest windows) and the working set (the mean of the longest
+    ones, if the writes saturated them), from page-sampling results."""
     if not windows:
         raise ValueError("no measurement windows")
     short = min(w.seconds for w in windows)
-    rates = [w.bytes_per_second for w in windows if w.seconds == short]
-    rate = sum(rates) / len(rates)
-    longest = max(windows, key=lambda w: w.seconds)
+    longest = max(w.seconds for w in windows)
+    rate = _mean(w.bytes_per_second for w in windows if w.seconds == short)
     working_set = None
-    if longest.seconds > short:
-        distinct = longest.bytes_per_second * longest.seconds
-        if distinct < SATURATED * rate * longest.seconds:
+    if longest > short:
+        distinct = _mean(w.bytes_per_second for w in windows if w.seconds == longest) * longest
+        if distinct < SATURATED * rate * longest:
             working_set = distinct
     # a short window that saw (about) the whole working set only bounds the rate from below
     at_least = working_set is not None and rate * short >= 0.9 * working_set
     return DirtyRate(rate, working_set, at_least, windows, "page-sampling")
+
+
+def _mean(values: Any) -> float:
+    vals = list(values)
+    return sum(vals) / len(vals)
 
 
 @dataclass(frozen=True)
@@ -111,15 +115,18 @@ class GuestFacts:
 
 
 def limits(conf: Any, memory: float, disk: float = 0.0, *, dirty_rate: float | None = None,
-           bandwidth: float | None = None) -> Limits:
+           bandwidth: float | None = None,
+           fixed_seconds: tuple[float, float] | None = None) -> Limits:
     """The model's :class:`~migrator.predict.Limits` from ``conf.libvirt``.
 
     The adaptive policy keeps Nova's step 0 while the guest dirties at most
     half the link (each pass then at least halves the set) and otherwise
     raises the max downtime at the first pass boundary; without the rates,
-    the ceiling from the start.
+    the ceiling from the start.  ``fixed_seconds``: a migration's fixed costs
+    on these hosts (before RAM moves, after the switchover), if measured.
     """
     lv = conf.libvirt
+    start, finish = fixed_seconds or (Limits.start_seconds, Limits.finish_seconds)
     gb = data_gb(int(memory), [int(disk)] if disk else [])
     ramp = tuple((at, ms / 1000) for at, ms in downtime_steps(
         gb, lv.live_migration_downtime, lv.live_migration_downtime_steps,
@@ -127,17 +134,18 @@ def limits(conf: Any, memory: float, disk: float = 0.0, *, dirty_rate: float | N
     adaptive = lv.live_migration_convergence == "adaptive"
     if adaptive:
         ramp = _adaptive_schedule(ramp[0][1], lv.live_migration_downtime / 1000,
-                                  memory + disk, dirty_rate, bandwidth)
+                                  start + (memory + disk) / (bandwidth or 1), dirty_rate,
+                                  bandwidth)
     return Limits(
         max_downtime=lv.live_migration_downtime / 1000, schedule=ramp,
         completion_timeout=completion_timeout(lv.live_migration_completion_timeout, gb),
         timeout_action=lv.live_migration_timeout_action,
         permit_post_copy=lv.live_migration_permit_post_copy,
         permit_auto_converge=lv.live_migration_permit_auto_converge,
-        post_copy_early=adaptive)
+        post_copy_early=adaptive, start_seconds=start, finish_seconds=finish)
 
 
-def _adaptive_schedule(initial: float, ceiling: float, first_pass: float,
+def _adaptive_schedule(initial: float, ceiling: float, first_pass_end: float,
                        dirty_rate: float | None,
                        bandwidth: float | None) -> tuple[tuple[float, float], ...]:
     if dirty_rate is None or not bandwidth:
@@ -145,8 +153,7 @@ def _adaptive_schedule(initial: float, ceiling: float, first_pass: float,
     if dirty_rate <= SHRINKING_FAST * bandwidth:
         return ((0.0, initial),)
     # raised at the first boundary, seen at the monitor's next poll (every 0.5 s)
-    seen = Limits().start_seconds + first_pass / bandwidth + POLL_SECONDS
-    return ((0.0, initial), (seen, ceiling))
+    return ((0.0, initial), (first_pass_end + POLL_SECONDS, ceiling))
 
 
 def link(conf: Any, link_rate: float | None = None) -> Link:
@@ -161,33 +168,32 @@ def link(conf: Any, link_rate: float | None = None) -> Link:
     return Link(min(cap, link_rate) if cap else link_rate, line_rate=link_rate)
 
 
-def forecast(conf: Any, facts: GuestFacts, link_rate: float | None = None) -> Prediction:
+def forecast(conf: Any, facts: GuestFacts, link_rate: float | None = None,
+             fixed_seconds: tuple[float, float] | None = None) -> Prediction:
     """Every strategy for ``facts`` under ``conf``'s options (see :func:`predict.predict`).
 
     A guest that rewrote its whole working set within the measurement window
-    may write faster than measured: it is then predicted as if it wrote as
-    fast as the link, and the caveat says so and what the measured rate alone
-    would give."""
+    may write faster than measured: the caveat says so, and from which rate
+    on the verdict would change."""
     work, net = facts.workload(), link(conf, link_rate)
 
     def at(rate: float, remedies: bool = True) -> Prediction:
-        lim = limits(conf, facts.memory, facts.disk, dirty_rate=rate, bandwidth=net.bandwidth)
+        lim = limits(conf, facts.memory, facts.disk, dirty_rate=rate, bandwidth=net.bandwidth,
+                     fixed_seconds=fixed_seconds)
         return predict(replace(work, dirty_rate=rate), net, lim, remedies)
 
     measured = at(work.dirty_rate)
     if not facts.dirty.at_least or work.working_set is None:
         return measured
-    worst = at(max(work.dirty_rate, net.bandwidth))
     low = human_bytes(work.dirty_rate) + "/s"
     caveat = (f"the guest rewrote its whole {human_bytes(work.working_set)} working set within "
-              f"the 1 s measurement window, so it writes at least {low}: predicted as if it "
-              "wrote as fast as the link")
-    if worst.configured.completes != measured.configured.completes:
-        # the fastest rate at which the measured verdict still holds
-        flip = least(lambda r: not at(r, False).configured.completes, work.dirty_rate,
-                     worst.workload.dirty_rate, rounds=20) or work.dirty_rate
-        caveat += f", as it does not complete above ~{human_bytes(flip)}/s"
-    caveat += f"; at {low} it " + (
-        f"completes in ~{human_seconds(measured.configured.total_seconds)}"
-        if measured.configured.completes else "does not complete")
-    return replace(worst, caveat=caveat)
+              f"the 1 s measurement window, so it may write faster than {low}")
+    fastest = max(work.dirty_rate, net.bandwidth)
+    if at(fastest, False).configured.completes == measured.configured.completes:
+        return replace(measured, caveat=caveat + ": the verdict holds up to the link's rate")
+    # the slowest rate at which the verdict changes
+    flip = least(lambda r: at(r, False).configured.completes != measured.configured.completes,
+                 work.dirty_rate, fastest, rounds=20) or fastest
+    caveat += (f"; above ~{human_bytes(flip)}/s it "
+               + ("does not complete" if measured.configured.completes else "completes"))
+    return replace(measured, caveat=caveat)

@@ -62,24 +62,94 @@ def check_measurable(domain: Any) -> None:
             "the job stats' memory_dirty_rate is the guest's rate)")
 
 
-def _window(domain: Any, seconds: int, clock: Clock) -> Window:
-    """One page-sampling calculation of ``seconds``, waited for and read back."""
-    conn = domain.connect()
-    domain.startDirtyRateCalc(seconds, c.VIR_DOMAIN_DIRTYRATE_MODE_PAGE_SAMPLING)
+def _start(domain: Any, seconds: int) -> None:
+    try:
+        domain.startDirtyRateCalc(seconds, c.VIR_DOMAIN_DIRTYRATE_MODE_PAGE_SAMPLING)
+    except AttributeError:
+        raise exception.MeasurementFailed(
+            "this libvirt-python has no startDirtyRateCalc: measuring needs libvirt >= 7.2; "
+            "give the guest's dirty rate instead") from None
+    except Exception as exc:  # libvirtError, real or fake
+        raise exception.MeasurementFailed(_failure(domain, exc)) from None
+
+
+def _result(domain: Any, seconds: int) -> Window | None:
+    """The finished calculation's window, or None while libvirt still measures."""
+    try:
+        stats = domain.connect().domainListGetStats([domain], c.VIR_DOMAIN_STATS_DIRTYRATE)[0][1]
+    except Exception as exc:  # libvirtError, real or fake
+        raise exception.MeasurementFailed(_failure(domain, exc)) from None
+    if (stats.get("dirtyrate.calc_status") == c.VIR_DOMAIN_DIRTYRATE_MEASURED
+            and stats.get("dirtyrate.calc_period") == seconds
+            and "dirtyrate.megabytes_per_second" in stats):
+        return Window(seconds, stats["dirtyrate.megabytes_per_second"] * MiB)
+    return None
+
+
+def _collect(started: dict[str, Any], seconds: int, clock: Clock,
+             failed: dict[str, exception.MeasurementFailed]) -> dict[str, Window]:
+    """Read every started calculation back, polling while libvirt still measures."""
     never = threading.Event()
-    clock.wait(never, seconds)
-    deadline = clock.now() + RESULT_GRACE_SECONDS
-    while True:
-        stats = conn.domainListGetStats([domain], c.VIR_DOMAIN_STATS_DIRTYRATE)[0][1]
-        if (stats.get("dirtyrate.calc_status") == c.VIR_DOMAIN_DIRTYRATE_MEASURED
-                and stats.get("dirtyrate.calc_period") == seconds
-                and "dirtyrate.megabytes_per_second" in stats):
-            return Window(seconds, stats["dirtyrate.megabytes_per_second"] * MiB)
-        if clock.now() >= deadline:
-            raise exception.MeasurementFailed(
-                f"libvirt did not finish a {seconds} s dirty-rate calculation of "
-                f"{domain.name()} within {RESULT_GRACE_SECONDS:.0f} s (last: {stats})")
-        clock.wait(never, POLL_SECONDS)
+    deadline, done = clock.now() + RESULT_GRACE_SECONDS, {}
+    while started:
+        for name, dom in list(started.items()):
+            try:
+                window = _result(dom, seconds)
+            except exception.MeasurementFailed as exc:
+                failed[name], window = exc, None
+            if window is not None:
+                done[name] = window
+            if window is not None or name in failed:
+                del started[name]
+        if started and clock.now() >= deadline:
+            for name in started:
+                failed[name] = exception.MeasurementFailed(
+                    f"libvirt did not finish a {seconds} s dirty-rate calculation of {name} "
+                    f"within {RESULT_GRACE_SECONDS:.0f} s")
+            break
+        if started:
+            clock.wait(never, POLL_SECONDS)
+    return done
+
+
+def _window(domains: dict[str, Any], seconds: int, clock: Clock,
+            failed: dict[str, exception.MeasurementFailed]) -> dict[str, Window]:
+    """One page-sampling calculation of ``seconds`` on every domain at once."""
+    started = {}
+    for name, dom in domains.items():
+        try:
+            _start(dom, seconds)
+            started[name] = dom
+        except exception.MeasurementFailed as exc:
+            failed[name] = exc
+    clock.wait(threading.Event(), seconds)
+    return _collect(started, seconds, clock, failed)
+
+
+def measure_many(domains: list[Any], windows: tuple[int, ...] = DEFAULT_WINDOWS,
+                 clock: Clock | None = None,
+                 ) -> dict[str, DirtyRate | exception.MeasurementFailed]:
+    """Measure several guests in the same windows (the time of one); per guest name, its
+    :class:`~migrator.forecast.DirtyRate` or why it could not be measured."""
+    if not windows or any(not 1 <= s <= 60 for s in windows):
+        raise ValueError(f"measurement windows must be 1-60 s each, not {windows!r}")
+    clock = clock or RealClock()
+    failed: dict[str, exception.MeasurementFailed] = {}
+    todo = {}
+    for dom in domains:
+        try:
+            check_measurable(dom)
+            todo[dom.name()] = dom
+        except exception.MeasurementFailed as exc:
+            failed[dom.name()] = exc
+    seen: dict[str, list[Window]] = {name: [] for name in todo}
+    for seconds in windows:
+        for name, window in _window(todo, seconds, clock, failed).items():
+            seen[name].append(window)
+        todo = {n: d for n, d in todo.items() if n not in failed}
+    out: dict[str, DirtyRate | exception.MeasurementFailed] = dict(failed)
+    out.update({n: interpret(tuple(seen[n])) for n in todo})
+    return out
 
 
 def measure(domain: Any, windows: tuple[int, ...] = DEFAULT_WINDOWS,
@@ -90,20 +160,10 @@ def measure(domain: Any, windows: tuple[int, ...] = DEFAULT_WINDOWS,
     :class:`~migrator.exception.MeasurementFailed` with the reason (not
     running, migrating, a libvirt without the API).
     """
-    if not windows or any(not 1 <= s <= 60 for s in windows):
-        raise ValueError(f"measurement windows must be 1-60 s each, not {windows!r}")
-    check_measurable(domain)
-    clock = clock or RealClock()
-    try:
-        return interpret(tuple(_window(domain, s, clock) for s in windows))
-    except AttributeError:
-        raise exception.MeasurementFailed(
-            "this libvirt-python has no startDirtyRateCalc: measuring needs libvirt >= 7.2; "
-            "give the guest's dirty rate instead") from None
-    except exception.MeasurementFailed:
-        raise
-    except Exception as exc:  # libvirtError, real or fake
-        raise exception.MeasurementFailed(_failure(domain, exc)) from None
+    result = measure_many([domain], windows, clock)[domain.name()]
+    if isinstance(result, exception.MeasurementFailed):
+        raise result
+    return result
 
 
 def _failure(domain: Any, exc: BaseException) -> str:

@@ -153,20 +153,28 @@ class PreCopy:
         return True
 
     def _jump_geometric(self, pending: float, threshold: float, until: float) -> bool:
-        """Skip long passes while the excess over the threshold shrinks by the ratio
-        dirty rate / bandwidth per pass (a geometric series, summed in closed form).
+        """Skip passes while the set's excess over where a sync finds pending shrinks by
+        the ratio dirty rate / bandwidth per pass (a geometric series, summed in closed
+        form), up to one pass before the set fits.
 
-        Only for ratios near 1, where the passes are many; a sync finds pending
-        half a 100 ms window below the threshold on average."""
+        Only for ratios near 1, where the passes are many.  A sync finds pending half
+        a 100 ms window below the threshold on average, or, with a threshold below one
+        window, mostly empty (``threshold**2 / (2 window)``).
+        """
         window = self.b * CHECK_SECONDS
         ratio = self.rate / self.b
-        settle = threshold - window / 2
-        excess = pending - settle
         if (self.cold > _EPS or self.dirty > 0 or not self._throttle_fixed()
-                or not 0.9 <= ratio < 1 or excess < 3 * window or settle <= 0):
+                or not 0.9 <= ratio < 1):
             return False
-        n = math.floor(math.log(2 * window / excess) / math.log(ratio))
-        while n >= 2:
+        settle = threshold - window / 2 if threshold >= window else \
+            threshold * threshold / (2 * window)
+        # land where the set is still above the threshold but the next pass brings it in
+        # (or, above one window, where the linear stretch begins)
+        target = threshold + max(window if threshold >= window else 0.0,
+                                 (threshold - settle) * (1 - ratio) / (2 * ratio)) - settle
+        excess = pending - settle
+        n = math.floor(math.log(target / excess) / math.log(ratio)) if excess > target else 0
+        while n >= 3:
             left = excess * ratio**n
             seconds = (excess - left) / (self.b - self.rate)
             if self.t + seconds < until - CHECK_SECONDS:

@@ -211,3 +211,16 @@ def test_measure_rejects_windows_libvirt_would_refuse(fake) -> None:
 def test_interpret_needs_a_window() -> None:
     with pytest.raises(ValueError, match="no measurement windows"):
         forecast.interpret(())
+
+
+def test_measure_many_guests_in_the_same_windows(fake) -> None:
+    conn, _ = guest(fake, "a", dirty_rate=10 * MiB)
+    guest(fake, "b", dirty_rate=30 * MiB, working_set=32 * MiB)
+    guest(fake, "c", state="paused")
+    before = fake.clock.now()
+    out = measure.measure_many([conn.lookupByName(n) for n in "abc"], windows=(1, 3),
+                               clock=fake.clock)
+    assert fake.clock.now() - before == pytest.approx(4, abs=0.5)  # not 3 x 4 s
+    assert out["a"].bytes_per_second == 10 * MiB and out["a"].working_set is None
+    assert out["b"].working_set == 30 * MiB  # 10 MiB/s over 3 s: 32 MiB (integer MiB/s)
+    assert isinstance(out["c"], exception.MeasurementFailed) and "c is paused" in str(out["c"])

@@ -188,6 +188,15 @@ def test_model_is_cheap_even_for_hours_of_passes() -> None:
     assert est.total_seconds == pytest.approx(expected, rel=0.02)
 
 
+@pytest.mark.parametrize("ratio, downtime", [(1 - 3e-6, 0.05), (0.9999, 0.05), (0.9999, 0.5),
+                                             (0.99, 0.01)])
+def test_precopy_seconds_near_the_link_rate_is_the_closed_form(ratio, downtime) -> None:
+    # days of passes, summed in closed form: a progress ETA or a policy can call it per poll
+    remaining, dirty = 4 * GiB, ratio * LINK
+    seconds = P.precopy_seconds(remaining, dirty, LINK, downtime)
+    assert seconds == pytest.approx((remaining - LINK * downtime) / (LINK - dirty), rel=0.01)
+
+
 # -- what an operator reads ------------------------------------------------------------
 
 

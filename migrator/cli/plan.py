@@ -43,7 +43,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    conf = common.load_conf(args.config_file)
+    conf = common.load_conf(args)
     options, virt_type, _values = mconf.load(conf)
     host, notes = host_facts(args, virt_type)
     migration = flags.MigrationFacts(
@@ -72,10 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _read_versions(uri: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """libvirt's and QEMU's versions from a read-only connection to ``uri``."""
-    from migrator import _libvirt
-
     try:
-        conn = _libvirt.module().openReadOnly(uri)
+        conn = common.libvirt_module().openReadOnly(uri)
         try:
             return (flags.version_from_int(conn.getLibVersion()),
                     flags.version_from_int(conn.getVersion()))

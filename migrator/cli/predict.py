@@ -72,7 +72,7 @@ def _measure_all(doms: list[Any], named: bool) -> tuple[list[forecast.GuestFacts
 
 
 def run(args: argparse.Namespace) -> int:
-    conf = common.load_conf(args.config_file)
+    conf = common.load_conf(args)
     prediction.require_link(conf, args)
     if args.concurrency is not None and args.concurrency < 0:
         raise UsageError("--concurrency must be 0 (all at once) or more")

@@ -141,8 +141,9 @@ class LiveMigrationDriver:
                 LOG.warning("%s: %s", decision.item, decision.reason)
         self.host, self.options, self.values = host, options, values
         self._source_uri = conn.getURI()
-        self._slots = SlotQueue(int(values["max_concurrent_live_migrations"])
-                                if self.queue else None, self._launch)
+        limit = int(values["max_concurrent_live_migrations"]) if self.queue else 0
+        # None: no queue (the caller queues); a service's 0 (Nova's) means no limit too
+        self._slots = SlotQueue(limit or None, self._launch)
         self._stopping.clear()
         self.running_at_start = startup.running_migrations(conn)
         startup.log_found(self.running_at_start, self._active)
@@ -187,7 +188,7 @@ class LiveMigrationDriver:
     def plan(self, domain: Any, request: MigrationRequest) -> flags.Plan:
         """The migrateToURI3 call this driver would make for ``domain`` now."""
         host, options = self._require_init()
-        state = concurrency.blocking(domain).state()[0]
+        state = concurrency.blocking(domain).info()[0]  # as Nova reads it (its fake lacks state())
         facts = flags.MigrationFacts(
             dest=request.dest,
             inbound_addr=request.inbound_addr,

@@ -168,8 +168,10 @@ class JobIdentity:
 
 
 def read_source(domain: Any, identify: Callable[[JobSample], bool],
-                reader: JobReader | None = None) -> SourceFacts:
-    """The guest on the source now; ``identify(sample)`` tells whether a running job is ours."""
+                reader: JobReader | None = None,
+                record_before: JobRecord | None = None) -> SourceFacts:
+    """The guest on the source now; ``identify(sample)`` tells whether a running job is ours,
+    ``record_before`` (read just before our call) whether libvirt's completed record is."""
     try:
         state, reason = domain.state()[:2]
     except Exception as exc:  # noqa: BLE001 - libvirtError
@@ -189,8 +191,10 @@ def read_source(domain: Any, identify: Callable[[JobSample], bool],
         if job in RUNNING_JOBS:
             assert sample is not None
             ours = identify(sample)
-    last_job, last_error = (None, None) if job in RUNNING_JOBS else _last_job(domain)
-    return SourceFacts(True, True, state, reason, job, ours, last_job, last_error)
+    record = None if job in RUNNING_JOBS else read_record(domain)
+    return SourceFacts(True, True, state, reason, job, ours,
+                       record.kind if record else None, record.error if record else None,
+                       record_of_our_job(record, record_before))
 
 
 def has_job(domain: Any) -> bool:
@@ -202,22 +206,57 @@ def has_job(domain: Any) -> bool:
         return False
 
 
-def _last_job(domain: Any) -> tuple[int | None, str | None]:
-    """The type and error of the last finished job libvirt kept (None, None: none)."""
+@dataclass(frozen=True)
+class JobRecord:
+    """libvirt's record of the domain's last finished job, as ``jobStats`` with
+    VIR_DOMAIN_JOB_STATS_COMPLETED gave it (``{'type': NONE}``: none kept)."""
+
+    stats: dict[str, Any]
+
+    @property
+    def kind(self) -> int | None:
+        """The job's type, None when there is no record (or libvirt gave garbage)."""
+        kind = self.stats.get("type")
+        return kind if isinstance(kind, int) and kind != c.VIR_DOMAIN_JOB_NONE else None
+
+    @property
+    def error(self) -> str | None:
+        errmsg = self.stats.get("errmsg")
+        return errmsg if isinstance(errmsg, str) else None
+
+    @property
+    def operation(self) -> int | None:
+        """What the job was (libvirt >= 3.3 says; None: not said)."""
+        operation = self.stats.get("operation")
+        return operation if isinstance(operation, int) else None
+
+
+def read_record(domain: Any) -> JobRecord | None:
+    """libvirt's completed-job record of the domain; None when it cannot be read.
+
+    KEEP_COMPLETED (libvirt >= 6.0) leaves the record for the next reader; an
+    older libvirt refuses the flag and hands it out once.
+    """
     for flags in (c.VIR_DOMAIN_JOB_STATS_COMPLETED | c.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED,
                   c.VIR_DOMAIN_JOB_STATS_COMPLETED):
         try:
             stats = domain.jobStats(flags)
-        except Exception:  # noqa: BLE001 - KEEP_COMPLETED needs libvirt 6.0; then without
+        except Exception:  # noqa: BLE001 - libvirtError: an old libvirt, or unreachable
             continue
-        if not isinstance(stats, dict):
-            return None, None
-        kind = stats.get("type")
-        if kind in (c.VIR_DOMAIN_JOB_NONE, None) or not isinstance(kind, int):
-            return None, None
-        errmsg = stats.get("errmsg")
-        return kind, errmsg if isinstance(errmsg, str) else None
-    return None, None
+        return JobRecord(dict(stats)) if isinstance(stats, dict) else None
+    return None
+
+
+def record_of_our_job(record: JobRecord | None, before: JobRecord | None) -> bool:
+    """Is ``record`` the one our job left?  It must have appeared since ``before``,
+    read just before our ``migrateToURI3`` (a job's record carries its own times,
+    so a new job's record differs from an old one), and be an outgoing migration
+    where libvirt names the operation.  Without a baseline nothing is ours."""
+    if record is None or before is None or record.kind is None:
+        return False
+    if record.operation not in (None, c.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT):
+        return False
+    return record.stats != before.stats
 
 
 class Destination:

@@ -49,7 +49,15 @@ from migrator.classify import (
 from migrator.clock import Clock
 from migrator.concurrency import Worker
 from migrator.control import Controls
-from migrator.facts import JobIdentity, JobReader, Reading, read_source, refused_by_job_lock
+from migrator.facts import (
+    JobIdentity,
+    JobReader,
+    JobRecord,
+    Reading,
+    read_record,
+    read_source,
+    refused_by_job_lock,
+)
 from migrator.journal import Journal
 from migrator.outcome import (  # noqa: F401 - re-exported: the statuses' historical home
     CANCELLED,
@@ -147,6 +155,9 @@ class Monitor:
         self._reader = JobReader()
         self._errors = 0  # consecutive unexplained jobStats failures
         self._identity = JobIdentity(started=job_started)
+        # libvirt's completed-job record just before our call: a record that differs
+        # from it afterwards is our job's (None: no call, or unreadable; none is ours)
+        self._record_before: JobRecord | None = None
         if worker is None and not self.conduct.reattached:
             self._identity.disown()  # nothing was started: any job is somebody else's
         self._window = (clock.now(), clock.now())  # the clock around the last jobStats
@@ -186,6 +197,7 @@ class Monitor:
         if self.worker is None or self.conduct.call is not CallEnd.PENDING:
             return False
         self._identity.called_at = self.clock.now()
+        self._record_before = read_record(self.domain)
         try:
             return self.worker.start()
         except BaseException:
@@ -420,7 +432,7 @@ class Monitor:
     def _read_source(self) -> SourceFacts:
         before = self.clock.now()
         return read_source(self.domain, lambda sample: self._identity.is_ours(
-            sample, before, self.clock.now()), self._reader)
+            sample, before, self.clock.now()), self._reader, self._record_before)
 
     def _waited(self) -> float:
         since = self._waiting_since

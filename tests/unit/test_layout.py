@@ -21,7 +21,7 @@ LAYOUT = ROOT / "doc" / "source" / "contributor" / "layout.rst"
 IO_MODULES = {"_libvirt", "clock", "concurrency", "monitor", "driver", "simulate", "measure",
               "watch",
               "cli", "nova", "testing", "__main__", "control", "facts", "startup", "recovery",
-              "monitoring", "handle"}
+              "monitoring", "handle", "execution"}
 FORBIDDEN = {"threading", "time", "libvirt", "eventlet"} | {f"migrator.{m}" for m in IO_MODULES}
 
 

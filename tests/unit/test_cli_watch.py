@@ -13,7 +13,7 @@ from migrator import watch
 from migrator.cli import main
 from migrator.cli import watch as watch_command
 from migrator.jobstats import JobSample
-from migrator.testing import GiB, MiB
+from migrator.testing import GiB
 
 SRC, DST = "qemu+tcp://src/system", "qemu+tcp://dst/system"
 CONTROLS = ("abortJob", "abortJobFlags", "migrateSetMaxDowntime", "migrateSetMaxSpeed",

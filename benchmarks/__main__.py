@@ -1,4 +1,4 @@
-"""``python -m benchmarks {sim,rig,fidelity,overhead} [--quick] [--json FILE]``.
+"""``python -m benchmarks {sim,rig,fidelity,overhead,predict} [--quick] [--json FILE]``.
 
 Prints each benchmark's Markdown tables and verdict to stdout (progress goes
 to stderr); ``--json`` also writes the tables and every raw record.
@@ -12,7 +12,7 @@ import time
 
 from benchmarks.common import Report, machine
 
-NAMES = ("sim", "rig", "fidelity", "overhead")
+NAMES = ("sim", "rig", "fidelity", "overhead", "predict")
 
 
 def _run(name: str, args: argparse.Namespace) -> Report:
@@ -28,6 +28,10 @@ def _run(name: str, args: argparse.Namespace) -> Report:
         from benchmarks import fidelity
 
         return fidelity.run(quick=args.quick, reps=args.reps)
+    if name == "predict":
+        from benchmarks import predict
+
+        return predict.run(quick=args.quick, reps=args.reps)
     from benchmarks import overhead
 
     return overhead.run(quick=args.quick)

@@ -127,13 +127,18 @@ def bench_rig(wait: float = 900.0, attempts: int = 3) -> Any:
 
 @migrator_logs_at(logging.ERROR)
 def migrate_once(rig: Any, w: RigWorkload, policy: str, name: str,
-                 extra_conf: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Define the guest on host a, migrate it to b through migrator's driver; a record."""
+                 extra_conf: dict[str, Any] | None = None,
+                 prepare: Any = None) -> dict[str, Any]:
+    """Define the guest on host a, migrate it to b through migrator's driver; a record.
+
+    ``prepare(name)``, if given, runs once the guest dirties at its pace, before the
+    migration (the predict benchmark measures there); its dict joins the record."""
     from migrator.driver import LiveMigrationDriver
 
     rig.define_guest("a", name, mb=w.mb, rate=w.rate, tick_ms=TICK_MS,
                      memory_mib=GUEST_MEMORY_MIB)
     rig.wait_heartbeat("a", name, above=3, timeout=60)  # the region is filled, pace is on
+    prepared = prepare(name) if prepare is not None else {}
     before = rig.guest_stats("a", name) or {}
     conf = make_conf(**{"live_migration_convergence": policy,
                         "live_migration_bandwidth": w.cap, **CONF, **(extra_conf or {})})
@@ -194,6 +199,7 @@ def migrate_once(rig: Any, w: RigWorkload, policy: str, name: str,
         "error": outcome.error,
         "trace": [(round(t, 3), s.memory_iteration, s.memory_processed, s.memory_remaining,
                    s.memory_bps) for t, s in running],
+        **prepared,
     }
     rig.cleanup_guests()
     return rec

@@ -63,8 +63,9 @@ channel.
 Possible values:
 
 * unset: ``tcp``
-* a libvirt transport such as ``tcp``, ``tls``, ``ssh``, ``libssh``,
-  ``libssh2`` (letters, digits, ``+``, ``.``, ``-`` only)
+* ``tcp``, ``tls``, ``ssh``, ``libssh`` or ``libssh2``; ``unix`` and ``ext``
+  are refused: they cannot reach another host (libvirt refuses a unix socket
+  with a remote host, and ``ext`` ignores the host)
 
 Related options:
 
@@ -113,8 +114,21 @@ Template of the control URI; ``%s`` is replaced by the destination address.
 
 Example: ``qemu+ssh://%s/system``.  When set, it wins over
 ``live_migration_scheme``.  The template must contain exactly one ``%s``, in
-the host part.  Credentials in the template are never logged or printed: the
-value is secret, and the password is masked wherever the URI is shown.
+the host part, use the ``qemu`` driver and the ``/system`` path.  Without a
+``+transport`` (``qemu://%s/system``) libvirt uses TLS, and migrator treats the
+control channel as encrypted.
+
+The source libvirtd opens this URI for every migration, so migrator refuses,
+at start-up, what libvirt refuses and what would weaken or redirect the
+connection: the ``unix`` and ``ext`` transports and the query parameters
+``name``, ``command``, ``netcat``, ``socket``, ``no_verify`` (non-zero) and
+``known_hosts_verify`` (``auto``, ``ignore``).  It accepts, with a warning
+saying what they do, ``keyfile``, ``known_hosts``, ``pkipath``, ``sshauth``,
+``tls_priority``, ``auth``, ``authfile``, ``no_sanity``, ``mode``, ``proxy``,
+any parameter libvirt does not know, and a password (libvirt takes none from
+a URI: it reads ``user:password`` as the user name).  Credentials in the
+template are never logged or printed: the value is secret, and the password
+is masked wherever the URI is shown.
 
 Related options:
 
@@ -372,6 +386,33 @@ Related options:
 """,
     ),
     cfg.IntOpt(
+        "live_migration_establish_timeout",
+        default=600,
+        min=0,
+        help="""
+Seconds the monitor keeps trying to establish where a guest runs when libvirt
+cannot tell yet.
+
+A peer-to-peer migration goes on inside the source libvirt when this service
+loses its connection to it, and a job may go on after the monitor gave up on
+it.  Until the source shows the job over (or the destination, when the caller
+gave a way to reach it, shows the guest running) nothing is settled: the
+monitor looks again with backoff, follows the job again when it can be read,
+and settles when the facts are clear.  When this many seconds pass without
+them, the outcome is ``unknown``: the caller must not roll back (the guest may
+run on either host) and the outcome says what to check.
+
+Possible values:
+
+* 0: settle ``unknown`` as soon as the facts cannot be had
+* a positive integer: seconds
+
+Related options:
+
+* ``live_migration_completion_timeout``
+""",
+    ),
+    cfg.IntOpt(
         "live_migration_monitor_interval",
         default=5,
         min=1,
@@ -444,11 +485,13 @@ Related options:
         deprecated_since="13.0.0",
         deprecated_reason=_FLAG_LIST_DEPRECATION,
         help="""
-Old comma-separated list of ``VIR_MIGRATE_*`` flags for live migration.
+Old comma-separated list of ``VIR_MIGRATE_*`` flags for live migrations that
+copy no disks (as in Nova before Newton; block migrations read
+``block_migration_flag``).
 
 Flags migrator decides itself or that are unsafe are dropped; ``TUNNELLED``
-counts as ``live_migration_tunnelled = true`` while that option is unset; the
-rest are treated like ``live_migration_extra_flags``.
+tunnels these migrations while ``live_migration_tunnelled`` is unset; the rest
+are added to these migrations like ``live_migration_extra_flags``.
 
 Related options:
 
@@ -461,10 +504,13 @@ Related options:
         deprecated_since="13.0.0",
         deprecated_reason=_FLAG_LIST_DEPRECATION,
         help="""
-Old comma-separated list of ``VIR_MIGRATE_*`` flags for block migration.
+Old comma-separated list of ``VIR_MIGRATE_*`` flags for block migrations.
 
-Read like ``live_migration_flag``; the flags it keeps apply to block
-migrations only.
+Read like ``live_migration_flag``, for block migrations only.  ``TUNNELLED``
+here (Nova's old default) refuses each block migration, with the reason,
+while ``live_migration_tunnelled`` is unset: libvirt cannot tunnel the disk
+copies.  Remove it; ``live_migration_with_native_tls`` encrypts block
+migrations.
 
 Related options:
 

@@ -43,6 +43,10 @@ class MigrationRefused(MigratorError):
     """
 
 
+class InvalidRequest(MigratorError, ValueError):
+    """An argument of ``live_migration()`` is wrong; nothing was started."""
+
+
 class MigrationFailed(MigratorError):
     """The migration job ended without moving the guest."""
 
@@ -57,3 +61,7 @@ class AbortFailed(MigratorError):
 
 class NoActiveMigration(MigratorError):
     """A control request arrived for a migration that has already ended."""
+
+
+class MeasurementFailed(MigratorError):
+    """A guest could not be measured (not running, migrating, libvirt without the API)."""

@@ -37,6 +37,7 @@ class Run:
     final_set: float  # bytes of the stop-copy set, or that a sync would find at the end
     throttle: int
     ended: str  # "switch" | "first-sync" | "deadline" | "stuck"
+    stalled: bool = False  # at a fixed point when it ended: no progress without a change
 
 
 class PreCopy:
@@ -66,6 +67,7 @@ class PreCopy:
         self.t, self.syncs, self.sent = 0.0, 0, 0.0
         self.next_check = CHECK_SECONDS
         self.period_start, self.period_sent, self.period_dirtied, self.high = 0.0, 0.0, 0.0, 0
+        self.stalled = False
 
     @property
     def rate(self) -> float:
@@ -151,20 +153,28 @@ class PreCopy:
         return True
 
     def _jump_geometric(self, pending: float, threshold: float, until: float) -> bool:
-        """Skip long passes while the excess over the threshold shrinks by the ratio
-        dirty rate / bandwidth per pass (a geometric series, summed in closed form).
+        """Skip passes while the set's excess over where a sync finds pending shrinks by
+        the ratio dirty rate / bandwidth per pass (a geometric series, summed in closed
+        form), up to one pass before the set fits.
 
-        Only for ratios near 1, where the passes are many; a sync finds pending
-        half a 100 ms window below the threshold on average."""
+        Only for ratios near 1, where the passes are many.  A sync finds pending half
+        a 100 ms window below the threshold on average, or, with a threshold below one
+        window, mostly empty (``threshold**2 / (2 window)``).
+        """
         window = self.b * CHECK_SECONDS
         ratio = self.rate / self.b
-        settle = threshold - window / 2
-        excess = pending - settle
         if (self.cold > _EPS or self.dirty > 0 or not self._throttle_fixed()
-                or not 0.9 <= ratio < 1 or excess < 3 * window or settle <= 0):
+                or not 0.9 <= ratio < 1):
             return False
-        n = math.floor(math.log(2 * window / excess) / math.log(ratio))
-        while n >= 2:
+        settle = threshold - window / 2 if threshold >= window else \
+            threshold * threshold / (2 * window)
+        # land where the set is still above the threshold but the next pass brings it in
+        # (or, above one window, where the linear stretch begins)
+        target = threshold + max(window if threshold >= window else 0.0,
+                                 (threshold - settle) * (1 - ratio) / (2 * ratio)) - settle
+        excess = pending - settle
+        n = math.floor(math.log(target / excess) / math.log(ratio)) if excess > target else 0
+        while n >= 3:
             left = excess * ratio**n
             seconds = (excess - left) / (self.b - self.rate)
             if self.t + seconds < until - CHECK_SECONDS:
@@ -194,7 +204,8 @@ class PreCopy:
     def _end(self, ended: str, size: float | None = None) -> Run:
         if size is None:
             size = self.cold + min(self.w, self.hot + self.dirty)
-        return Run(self.t, self.syncs, size, self.throttle, ended)
+        return Run(self.t, self.syncs, size, self.throttle, ended,
+                   stalled=ended == "stuck" or self.stalled)
 
     def run(self, first_only: bool = False) -> Run:
         """Until the switchover (or the first sync), the deadline, or a state that never ends."""
@@ -221,7 +232,9 @@ class PreCopy:
                 return self._end("first-sync", size)
             if size < best * (1 - 1e-9) - 1 or self.cold > _EPS or not self._throttle_fixed():
                 best, best_at, best_syncs = min(best, size), self.t, self.syncs
+                self.stalled = False
             elif self.syncs - best_syncs >= 50:
+                self.stalled = True
                 if not self._jump_fixed_point(best_at, self.syncs - best_syncs, event):
                     return self._end("stuck", size)
                 best, best_at, best_syncs = size, self.t, self.syncs

@@ -118,6 +118,9 @@ class Limits:
     timeout_action: str = "abort"  # or "force_complete"
     permit_post_copy: bool = False
     permit_auto_converge: bool = False
+    # The policy switches to post-copy as soon as pre-copy cannot finish (adaptive);
+    # Nova's steps only at the completion timeout with timeout_action force_complete.
+    post_copy_early: bool = True
     throttle_initial: int = 20
     throttle_increment: int = 10
     start_seconds: float = 1.1
@@ -204,37 +207,39 @@ class Prediction:
     limits: Limits
     estimates: dict[str, Estimate]
     remedies: tuple[Remedy, ...] = field(default=())
+    caveat: str = ""  # what the inputs leave open (e.g. a dirty rate known only from below)
 
     @property
     def configured(self) -> Estimate:
-        """What the options do: post-copy or auto-converge when permitted and needed."""
-        pre = self.estimates[PRECOPY]
-        if pre.completes:
+        """What the options do.  As the flag rules decide: post-copy wins over auto-converge;
+        auto-converge, when on, throttles from the start; post-copy is switched to when
+        pre-copy cannot finish and the policy does so early."""
+        lim, pre = self.limits, self.estimates[PRECOPY]
+        if lim.permit_auto_converge and not lim.permit_post_copy:
+            return self.estimates[AUTO_CONVERGE]
+        if pre.ending == SWITCHOVER or not (lim.permit_post_copy and lim.post_copy_early):
             return pre
-        for name in (POST_COPY, AUTO_CONVERGE):
-            est = self.estimates[name]
-            if est.permitted and est.completes:
-                return est
-        return pre
+        return self.estimates[POST_COPY]
 
     def summary(self) -> str:
         """One line an operator reads: the verdict and the way out."""
         pre, conf = self.estimates[PRECOPY], self.configured
         text = pre.reason
         if conf is not pre:
-            text += f"; with {conf.strategy} (permitted) it completes in ~" \
-                    f"{human_seconds(conf.total_seconds)}"
+            text += f"; with {conf.strategy} (permitted) it " + (
+                f"completes in ~{human_seconds(conf.total_seconds)}" if conf.completes
+                else "does not complete either")
         elif not pre.completes:
             ways = [f"{e.strategy} would take ~{human_seconds(e.total_seconds)}"
                     for e in self.estimates.values() if e.completes and e is not pre]
             text += "; " + ("; ".join(ways) if ways else "nothing permitted would finish it")
-        return text
+        return f"{text} ({self.caveat})" if self.caveat else text
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "workload": _fields(self.workload), "link": _fields(self.link),
             "limits": _fields(self.limits), "configured": self.configured.strategy,
-            "summary": self.summary(),
+            "summary": self.summary(), "caveat": self.caveat,
             "estimates": {k: e.to_dict() for k, e in self.estimates.items()},
             "remedies": [r.to_dict() for r in self.remedies],
         }
@@ -355,7 +360,7 @@ def _stuck_text(w: Workload, link: Link, limits: Limits, run: Run, flow: PreCopy
     if run.throttle:
         dirties += f" with its CPU throttled to {run.throttle} %"
     carries = f"the link carries {_rate(link.bandwidth)}"
-    if run.ended != "stuck":
+    if not run.stalled and flow.rate < link.bandwidth:
         return (f"{dirties}, {carries}: pre-copy still has {human_bytes(run.final_set)} to "
                 f"send after {human_seconds(run.seconds)}")
     parts = [f"{dirties}, {carries}"] if flow.rate >= link.bandwidth else []
@@ -405,13 +410,15 @@ def estimate(strategy: str, workload: Workload, link: Link, limits: Limits) -> E
     raise ValueError(f"unknown strategy {strategy!r}; one of {', '.join(STRATEGIES)}")
 
 
-def predict(workload: Workload, link: Link, limits: Limits | None = None) -> Prediction:
-    """Every strategy for ``workload`` on ``link`` under ``limits``, and what would help."""
+def predict(workload: Workload, link: Link, limits: Limits | None = None,
+            remedies: bool = True) -> Prediction:
+    """Every strategy for ``workload`` on ``link`` under ``limits``, and (``remedies``)
+    what would make pre-copy complete when it does not."""
     limits = limits or Limits()
     estimates = {name: estimate(name, workload, link, limits) for name in STRATEGIES}
-    remedies = () if estimates[PRECOPY].ending == SWITCHOVER else tuple(
+    helps = () if not remedies or estimates[PRECOPY].ending == SWITCHOVER else tuple(
         _remedies(workload, link, limits, estimates))
-    return Prediction(workload, link, limits, estimates, remedies)
+    return Prediction(workload, link, limits, estimates, helps)
 
 
 # -- what would help -------------------------------------------------------------------
@@ -421,7 +428,7 @@ def _converges(w: Workload, link: Link, limits: Limits) -> bool:
     return _precopy_estimate(PRECOPY, w, link, limits, True).ending == SWITCHOVER
 
 
-def _least(ok: Any, low: float, high: float, rounds: int = 40) -> float | None:
+def least(ok: Any, low: float, high: float, rounds: int = 40) -> float | None:
     """The smallest value in [low, high] for which ``ok`` holds (monotone), or None."""
     if not ok(high):
         return None
@@ -441,7 +448,7 @@ def _remedies(w: Workload, link: Link, limits: Limits,
         est = estimates[name]
         if not est.permitted and est.completes:
             out.append(Remedy(option, True, f"{option} = True: {est.reason}", est.total_seconds))
-    bandwidth = _least(lambda b: _converges(w, replace(link, bandwidth=b,
+    bandwidth = least(lambda b: _converges(w, replace(link, bandwidth=b,
                                                        line_rate=max(link.line, b)), limits),
                        link.bandwidth, link.bandwidth * 1000)
     if bandwidth is not None:
@@ -450,7 +457,7 @@ def _remedies(w: Workload, link: Link, limits: Limits,
                  else "a faster migration network")
         out.append(Remedy("live_migration_bandwidth", mib,
                           f"{where}: pre-copy completes at {mib} MiB/s or more"))
-    downtime = _least(lambda d: _converges(w, link, replace(limits, max_downtime=d, schedule=())),
+    downtime = least(lambda d: _converges(w, link, replace(limits, max_downtime=d, schedule=())),
                       limits.max_downtime, 2000.0)
     if downtime is not None:
         ms = math.ceil(downtime * 1000)

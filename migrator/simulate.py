@@ -26,11 +26,16 @@ SOURCE, DEST, GUEST = "source-host", "dest-host", "guest"
 
 @dataclass
 class TracePoint:
+    """One job sample as the plot needs it (bytes, bytes/s, ms, %)."""
+
     t: float
     remaining: int
     iteration: int
     expected_downtime_ms: int
     throttle: int
+    total: int = 0  # data_total: 0 while the job is setting up
+    transfer_rate: int = 0
+    dirty_rate: int = 0
 
 
 @dataclass
@@ -53,6 +58,8 @@ def run(
     force_complete_at: float | None = None,
     abort_at: float | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    on_sample: Callable[[float, JobSample], None] | None = None,
+    on_action: Callable[[Any], None] | None = None,
     poll_interval: float = 0.5,
     policy_factory: Any = None,
     libvirt_version: tuple[int, int, int] = (9, 0, 0),
@@ -61,7 +68,8 @@ def run(
 ) -> SimResult:
     """Simulate one migration of a guest to a second host; ``bandwidth`` is the link (B/s).
 
-    ``timeout`` bounds the *real* time the simulation may take.
+    The hooks are the driver's (``on_sample`` also gets every sample, after the
+    trace has it).  ``timeout`` bounds the *real* time the simulation may take.
     """
     world = World(make_current=False, require_event_loop=False)
     previous = fakelibvirt.set_world(world)
@@ -76,7 +84,8 @@ def run(
         driver.init_host()
         result = SimResult(outcome=None)  # type: ignore[arg-type]
         start_wall = time.perf_counter()
-        handle = _start(driver, conn, block_disk, on_progress, result)
+        hooks = {"on_progress": on_progress, "on_action": on_action}
+        handle = _start(driver, conn, block_disk, result, on_sample, hooks)
         if force_complete_at is not None:
             world.after(force_complete_at, handle.force_complete)
         if abort_at is not None:
@@ -108,13 +117,16 @@ def _populate(world: World, *, memory: int, working_set: int | None,
                     state="paused" if paused else "running")
 
 
-def _start(driver: LiveMigrationDriver, conn: Any, block_disk: int | None,
-           on_progress: Callable[[Progress], None] | None, result: SimResult) -> Any:
+def _start(driver: LiveMigrationDriver, conn: Any, block_disk: int | None, result: SimResult,
+           on_sample: Callable[[float, JobSample], None] | None, hooks: dict[str, Any]) -> Any:
     """Start the migration as a compute service would; every sample goes to the trace."""
 
     def sample(t: float, s: JobSample) -> None:
-        result.trace.append(TracePoint(t, s.data_remaining, s.memory_iteration,
-                                       s.downtime_ms, s.auto_converge_throttle))
+        result.trace.append(TracePoint(t, s.data_remaining, s.memory_iteration, s.downtime_ms,
+                                       s.auto_converge_throttle, s.data_total, s.memory_bps,
+                                       s.dirty_rate_bytes))
+        if on_sample is not None:
+            on_sample(t, s)
 
     return driver.live_migration(
         conn.lookupByName(GUEST), DEST,
@@ -122,7 +134,7 @@ def _start(driver: LiveMigrationDriver, conn: Any, block_disk: int | None,
         disk_sizes=(block_disk,) if block_disk else (),
         dest_connect_uri=f"qemu+tcp://{DEST}/system",
         post_method=lambda o: None, recover_method=lambda o: None,
-        on_progress=on_progress, on_sample=sample,
+        on_sample=sample, **hooks,
     )
 
 

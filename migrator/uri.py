@@ -12,16 +12,13 @@ from urllib.parse import urlsplit
 
 from oslo_utils import netutils
 
-from migrator import exception
+from migrator import exception, libvirt_uri
 
 # RFC 1123 labels; underscores are accepted because Nova's host-name check
 # (``^[\w\-\.:]+$``) accepts them and real deployments use them.
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOSTNAME_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*\.?$")
 _SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.-]*$")
-_ENCRYPTED_TRANSPORTS = frozenset({"tls", "ssh", "libssh", "libssh2"})
-# libvirt's remote transports (qemu+<transport>://)
-TRANSPORTS = ("tcp", "tls", "ssh", "libssh", "libssh2", "unix", "ext")
 _MARKER = "migrator-destination-marker"
 _MAX_ADDRESS_LEN = 255
 
@@ -100,17 +97,33 @@ def uri_host(address: str) -> str:
     return netutils.escape_ipv6(address)
 
 
+# live_migration_scheme: the transports that reach a remote libvirtd
+SCHEMES = tuple(t for t in libvirt_uri.TRANSPORTS if t not in ("unix", "ext"))
+
+
 def validate_scheme(scheme: str) -> str:
-    if scheme not in TRANSPORTS:
+    """A ``live_migration_scheme`` that reaches the destination's libvirtd."""
+    if scheme in ("unix", "ext"):
+        why = ("a unix socket is local: libvirt refuses it with a remote host" if scheme == "unix"
+               else "libvirt then ignores the host and runs a command given in the URI")
+        raise exception.ConfigError(
+            f"[libvirt] live_migration_scheme {scheme} cannot reach another host ({why}); use "
+            f"one of: {', '.join(SCHEMES)}"
+        )
+    if scheme not in SCHEMES:
         raise exception.ConfigError(
             f"[libvirt] live_migration_scheme {_describe(scheme)} is not a libvirt transport; "
-            f"use one of: {', '.join(TRANSPORTS)}"
+            f"use one of: {', '.join(SCHEMES)}"
         )
     return scheme
 
 
 def validate_template(template: str) -> str:
-    """A ``live_migration_uri`` template needs exactly one ``%s`` and nothing else."""
+    """A ``live_migration_uri`` template libvirt reads as meant, or every problem with it.
+
+    Exactly one ``%s``, standing for the host, and nothing libvirt refuses or that would
+    weaken or redirect the connection (:func:`migrator.libvirt_uri.check_template`).
+    """
     if template.count("%s") != 1 or "%" in template.replace("%s", ""):
         raise exception.ConfigError(
             "[libvirt] live_migration_uri must contain exactly one '%s' (where the destination "
@@ -131,19 +144,30 @@ def validate_template(template: str) -> str:
             "[libvirt] live_migration_uri must have its '%s' where the host name goes, as in "
             "qemu+ssh://%s/system; anywhere else every migration goes to the same place"
         )
+    problems = libvirt_uri.check_template(template, _MARKER).problems
+    if problems:
+        raise exception.ConfigError(problems)
     return template
 
 
+def template_warnings(template: str) -> list[str]:
+    """What a valid template does that the operator should know (one line each)."""
+    return libvirt_uri.check_template(template, _MARKER).warnings
+
+
 def transport(scheme: str | None, template: str | None) -> str:
-    """The control channel's transport: 'tcp', 'tls', 'ssh', ... ."""
+    """The control channel's transport as libvirt reads it: 'tcp', 'tls', 'ssh', ...
+
+    A template without ``+transport`` (``qemu://%s/system``) is TLS: libvirt's
+    default for a URI with a host.
+    """
     if template:
-        full = urlsplit(template.replace("%s", "destination")).scheme
-        return full.split("+", 1)[1] if "+" in full else "unix"
+        return libvirt_uri.transport_of(template.replace("%s", _MARKER))
     return scheme or "tcp"
 
 
 def is_encrypted_transport(name: str) -> bool:
-    return name in _ENCRYPTED_TRANSPORTS
+    return name in libvirt_uri.ENCRYPTED_TRANSPORTS
 
 
 def control_uri(dest: str, scheme: str | None = None, template: str | None = None) -> str:

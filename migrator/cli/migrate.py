@@ -7,9 +7,11 @@ import signal
 import sys
 from typing import Any
 
+from migrator import conf as mconf
 from migrator import exception
-from migrator.cli import common, report
+from migrator.cli import common, report, view
 from migrator.cli.common import EXIT_INTERRUPTED
+from migrator.jobstats import data_gb
 
 
 def register(sub: Any) -> None:
@@ -18,6 +20,7 @@ def register(sub: Any) -> None:
         help="live-migrate a real guest",
         description="Live-migrate DOMAIN to DEST through libvirt at --connect. Ctrl-C aborts "
         "the migration; the guest stays on the source.",
+        epilog=report.OUTPUT_EPILOG,
     )
     common.add_config_arg(p)
     p.add_argument("--connect", required=True, type=common.checked_text, metavar="URI",
@@ -28,7 +31,7 @@ def register(sub: Any) -> None:
     p.add_argument("--inbound-addr", type=common.checked_text,
                    help="the destination's live_migration_inbound_addr")
     common.add_block_args(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    report.add_output_args(p)
     p.set_defaults(func=run)
 
 
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     conn, domain = _open_domain(args.connect, args.domain)
     driver = LiveMigrationDriver(conf, conn)
     driver.init_host()
-    bar = report.progress_bar(args.json)
+    shown = report.make_view(args, view.wall_stamp, _deadline(conf, domain, args))
     handle = driver.live_migration(
         domain,
         args.dest,
@@ -61,8 +64,26 @@ def run(args: argparse.Namespace) -> int:
         disks=disks,
         post_method=lambda outcome: None,
         recover_method=lambda outcome: None,
-        on_progress=bar.update,
+        on_sample=shown.sample,
+        on_action=shown.action,
     )
+    interrupted = _wait_aborting_on_ctrl_c(handle)
+    conn.close()
+    outcome = handle.outcome
+    assert outcome is not None
+    shown.finish(outcome, interrupted=interrupted)
+    code = report.emit(outcome, args, "real time", {"interrupted": interrupted})
+    return EXIT_INTERRUPTED if interrupted and not outcome.succeeded else code
+
+
+def _deadline(conf: Any, domain: Any, args: argparse.Namespace) -> float | None:
+    """When the completion timeout acts, as the driver scales it (disk sizes unknown here)."""
+    per_gib = int(mconf.read_values(conf)["live_migration_completion_timeout"])
+    return per_gib * data_gb(int(domain.info()[1]) * 1024, []) if per_gib else None
+
+
+def _wait_aborting_on_ctrl_c(handle: Any) -> bool:
+    """Wait for the outcome; Ctrl-C aborts the job (the guest stays). True if interrupted."""
     interrupted = []
 
     def on_sigint(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -76,9 +97,4 @@ def run(args: argparse.Namespace) -> int:
             pass
     finally:
         signal.signal(signal.SIGINT, previous)
-        bar.close()
-        conn.close()
-    outcome = handle.outcome
-    assert outcome is not None
-    code = report.emit(outcome, args.json, "real time", {"interrupted": bool(interrupted)})
-    return EXIT_INTERRUPTED if interrupted and not outcome.succeeded else code
+    return bool(interrupted)

@@ -1,58 +1,64 @@
-"""What a migration shows on the way and at the end: the progress bar and the summary.
+"""What a migration shows on the way and at the end: the view's sinks, and the summary.
 
-``simulate`` and ``migrate`` (and any later command that follows a migration)
-print the same bar on stderr and the same summary, or one JSON object, on
-stdout.
+``simulate``, ``migrate`` and ``watch`` show the same progress on stderr (a bar
+on a terminal, timestamped lines otherwise) and end with the same summary on
+stdout, or one JSON object (``--json``), or a stream of JSON lines
+(``--json-lines``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from migrator import units
+from migrator.cli import common, view
 from migrator.cli.common import EXIT_FAILED, EXIT_OK
-from migrator.progress import Progress
+from migrator.progress import WHY_PERCENT
+
+OUTPUT_EPILOG = (
+    "Progress goes to stderr: a bar on a terminal, otherwise a timestamped line every "
+    "--progress-interval seconds and one per action. " + WHY_PERCENT[0].upper()
+    + WHY_PERCENT[1:] + "."
+)
 
 
-class ProgressBar:
-    """One line rewritten in place on a terminal; sparse plain lines otherwise."""
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    """``--json``, ``--json-lines``, ``--progress-interval``, ``--quiet``."""
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true",
+                     help="print one JSON object at the end instead of the summary")
+    fmt.add_argument("--json-lines", action="store_true",
+                     help="stream every sample, progress report, action and the outcome as "
+                          "JSON, one object per line, on stdout")
+    p.add_argument("--progress-interval", type=common.seconds, metavar="SECONDS",
+                   default=view.DEFAULT_LOG_INTERVAL,
+                   help="seconds of the migration's clock between two progress lines when "
+                        "stderr is not a terminal, and between two 'progress' JSON lines "
+                        f"(default {view.DEFAULT_LOG_INTERVAL:g})")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
-    WIDTH = 30
 
-    def __init__(self, stream: TextIO, enabled: bool = True):
-        self.stream = stream
-        self.enabled = enabled
-        self.tty = stream.isatty()
-        self._last_percent = -100.0
-        self._drawn = False
+def make_view(args: argparse.Namespace, stamp: Callable[[float], str],
+              deadline: float | None = None, stderr: TextIO | None = None) -> view.View:
+    """The sinks the arguments and the streams ask for.
 
-    def update(self, p: Progress) -> None:
-        if not self.enabled:
-            return
-        if not self.tty and p.percent - self._last_percent < 10 and not p.final:
-            return  # a log file gets a line per 10 %, not one per poll
-        self._last_percent = p.percent
-        filled = int(self.WIDTH * p.percent / 100)
-        eta = "?" if p.eta_seconds is None else units.human_seconds(p.eta_seconds)
-        downtime = "-" if p.max_downtime_ms is None else f"{p.max_downtime_ms} ms"
-        line = (
-            f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {p.percent:5.1f}% "
-            f"pass {p.iteration} remaining {units.human_bytes(p.data_remaining)} "
-            f"max downtime {downtime} ETA {eta} (t={units.human_seconds(p.elapsed)})"
-        )
-        if self.tty:
-            self.stream.write("\r\x1b[K" + line)
-            self._drawn = True
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty and self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
+    stdout carries results only (the summary, ``--json``, ``--json-lines``);
+    progress for a person goes to stderr, as a bar when it is a terminal.
+    """
+    stderr = stderr or sys.stderr
+    sinks: list[view.Sink] = []
+    if args.json_lines:
+        sinks.append(view.JsonLines(sys.stdout))
+    if not args.quiet:
+        if stderr.isatty():
+            sinks.append(view.TerminalBar(stderr))
+        elif not (args.json or args.json_lines):
+            sinks.append(view.LogLines(stderr, stamp))
+    return view.View(sinks, interval=args.progress_interval, deadline=deadline)
 
 
 def print_summary(outcome: Any, stream: TextIO, clock_word: str) -> None:
@@ -77,18 +83,17 @@ def print_summary(outcome: Any, stream: TextIO, clock_word: str) -> None:
         stream.write(f"Callback error: {outcome.callback_error}\n")
 
 
-def emit(outcome: Any, as_json: bool, clock_word: str, extra: dict | None = None) -> int:
-    """The summary (or one JSON object) on stdout; the exit status for the outcome."""
-    if as_json:
+def emit(outcome: Any, args: argparse.Namespace, clock_word: str,
+         extra: dict | None = None) -> int:
+    """The summary, or one JSON object, on stdout (nothing more after JSON lines).
+
+    Returns the exit status for the outcome.
+    """
+    if args.json:
         doc = outcome.to_dict()
         doc.update(extra or {})
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
-    else:
+    elif not args.json_lines:
         print_summary(outcome, sys.stdout, clock_word)
     return EXIT_OK if outcome.status == "completed" else EXIT_FAILED
-
-
-def progress_bar(as_json: bool) -> ProgressBar:
-    """The bar on stderr; with ``--json`` only when stderr is a terminal (a person watches)."""
-    return ProgressBar(sys.stderr, enabled=not as_json or sys.stderr.isatty())

@@ -10,9 +10,11 @@ import argparse
 import os
 from typing import Any
 
+from migrator import conf as mconf
 from migrator import units
-from migrator.cli import common, report
+from migrator.cli import common, report, view
 from migrator.cli.common import UsageError
+from migrator.jobstats import data_gb
 
 
 def register(sub: Any) -> None:
@@ -21,6 +23,7 @@ def register(sub: Any) -> None:
         help="run a migration through the driver against the simulated hypervisor",
         description="Run one migration through migrator's real driver and monitor against "
         "the built-in simulated hypervisor (virtual time: hours take well under a second).",
+        epilog=report.OUTPUT_EPILOG,
     )
     common.add_config_arg(p)
     p.add_argument("--memory", type=common.size, default=units.parse_size("8GiB"),
@@ -36,7 +39,7 @@ def register(sub: Any) -> None:
     p.add_argument("--paused", action="store_true", help="the guest is paused")
     p.add_argument("--force-complete-at", type=common.seconds, metavar="SECONDS")
     p.add_argument("--abort-at", type=common.seconds, metavar="SECONDS")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    report.add_output_args(p)
     p.add_argument("--plot", type=common.checked_text, metavar="FILE.png",
                    help="write a PNG of remaining bytes, max downtime and actions over time")
     p.set_defaults(func=run)
@@ -46,27 +49,37 @@ def run(args: argparse.Namespace) -> int:
     from migrator import simulate
 
     conf = common.load_conf(args.config_file)
+    if args.working_set is not None and args.working_set > args.memory:
+        raise UsageError(f"--working-set {units.human_bytes(args.working_set)} is larger than "
+                         f"--memory {units.human_bytes(args.memory)}: a guest rewrites only "
+                         "memory it has")
     if args.plot:
         _check_plot_target(args.plot)  # before a long run, not after it
-    bar = report.progress_bar(args.json)
-    try:
-        result = simulate.run(
-            conf,
-            memory=args.memory,
-            working_set=args.working_set,
-            dirty_rate=args.dirty_rate,
-            bandwidth=args.bandwidth,
-            block_disk=args.block_disk,
-            paused=args.paused,
-            force_complete_at=args.force_complete_at,
-            abort_at=args.abort_at,
-            on_progress=bar.update,
-        )
-    finally:
-        bar.close()
+    shown = report.make_view(args, view.sim_stamp, _deadline(conf, args))
+    result = simulate.run(
+        conf,
+        memory=args.memory,
+        working_set=args.working_set,
+        dirty_rate=args.dirty_rate,
+        bandwidth=args.bandwidth,
+        block_disk=args.block_disk,
+        paused=args.paused,
+        force_complete_at=args.force_complete_at,
+        abort_at=args.abort_at,
+        on_sample=shown.sample,
+        on_action=shown.action,
+    )
+    shown.finish(result.outcome)
     if args.plot:
         simulate.plot(result, args.plot)
-    return report.emit(result.outcome, args.json, "simulated")
+    return report.emit(result.outcome, args, "simulated")
+
+
+def _deadline(conf: Any, args: argparse.Namespace) -> float | None:
+    """When the completion timeout acts (s), scaled like the driver's (RAM and disk, >= 2 GiB)."""
+    per_gib = int(mconf.read_values(conf)["live_migration_completion_timeout"])
+    disks = [args.block_disk] if args.block_disk else []
+    return per_gib * data_gb(args.memory, disks) if per_gib else None
 
 
 def _check_plot_target(path: str) -> None:

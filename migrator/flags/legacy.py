@@ -43,15 +43,62 @@ def normalize_flag_name(name: str) -> str:
     return name[len("VIR_MIGRATE_") :] if name.startswith("VIR_MIGRATE_") else name
 
 
+@dataclass(frozen=True)
+class TunnelSource:
+    """Whether one kind of migration is tunnelled, which option says so, and how to undo it."""
+
+    value: bool | None  # None: auto (the rule in flags.stages decides per migration)
+    option: str = "live_migration_tunnelled"
+
+    @property
+    def legacy(self) -> bool:
+        return self.option in LEGACY_OPTIONS
+
+    @property
+    def subject(self) -> str:
+        """What the operator wrote, as a message names it."""
+        if self.legacy:
+            return f"TUNNELLED in {self.option}"
+        return f"live_migration_tunnelled = {'true' if self.value else 'false'}"
+
+    @property
+    def fix(self) -> str:
+        """The change that stops the tunnel, whatever else the configuration says."""
+        if self.legacy:
+            return f"remove TUNNELLED from {self.option}"
+        return "set live_migration_tunnelled = false"
+
+
 @dataclass
 class EffectiveOptions:
-    """The options after the deprecated flag lists are folded in."""
+    """The options after the deprecated flag lists are folded in.
 
-    tunnelled: bool | None
-    tunnelled_option: str  # the option behind ``tunnelled``, for messages
+    Like Nova's lists, ``live_migration_flag`` applies to migrations that copy no
+    disks and ``block_migration_flag`` to block migrations only; an explicit
+    ``live_migration_tunnelled`` wins over both.
+    """
+
+    tunnel: TunnelSource  # migrations that copy no disks
+    block_tunnel: TunnelSource  # block migrations
     extra: dict[str, str] = field(default_factory=dict)  # flag -> option that asked for it
+    live_extra: dict[str, str] = field(default_factory=dict)  # migrations without disks
     block_extra: dict[str, str] = field(default_factory=dict)  # block migrations only
     decisions: list[Decision] = field(default_factory=list)
+
+    def tunnel_for(self, block_migration: bool) -> TunnelSource:
+        return self.block_tunnel if block_migration else self.tunnel
+
+    def extras_for(self, block_migration: bool) -> tuple[dict[str, str], dict[str, str]]:
+        """(extra flags for this kind of migration, those of the other kind's list)."""
+        own, other = ((self.block_extra, self.live_extra) if block_migration
+                      else (self.live_extra, self.block_extra))
+        used = {**self.extra, **{k: v for k, v in own.items() if k not in self.extra}}
+        return used, {k: v for k, v in other.items() if k not in used}
+
+    @property
+    def all_extra(self) -> dict[str, str]:
+        """Every extra flag some migration can get -> the option that asked for it."""
+        return {**self.block_extra, **self.live_extra, **self.extra}
 
 
 def flag_name_problems(options: Options) -> list[str]:
@@ -91,44 +138,64 @@ def fold_legacy(options: Options) -> EffectiveOptions:
 
     Names that are not flags are skipped here (:func:`flag_name_problems` refuses them).
     """
-    eff = EffectiveOptions(options.tunnelled, "live_migration_tunnelled")
+    explicit = TunnelSource(options.tunnelled)
+    eff = EffectiveOptions(explicit, explicit)
     for raw in options.extra_flags:
         name = normalize_flag_name(raw)
         if name in EXTRA_FLAGS:
             eff.extra[name] = "live_migration_extra_flags"
-    targets = (eff.extra, eff.block_extra)
-    for option, names, target in zip(LEGACY_OPTIONS, _legacy_lists(options), targets,
-                                     strict=True):
+    for option, names in zip(LEGACY_OPTIONS, _legacy_lists(options), strict=True):
         if names is not None:
-            eff.decisions.append(_fold_list(options, eff, option, names, target))
+            eff.decisions.append(_fold_list(options, eff, option, names))
     return eff
 
 
+# What TUNNELLED in each list does when live_migration_tunnelled is unset, and what to write.
+_LEGACY_TUNNEL = {
+    "live_migration_flag": (
+        "TUNNELLED tunnels the migrations that copy no disks",
+        "live_migration_with_native_tls = true (encrypts every migration, block migrations "
+        "too), or live_migration_tunnelled = true (block migrations are then refused: libvirt "
+        "cannot tunnel their disk copies)",
+    ),
+    "block_migration_flag": (
+        "TUNNELLED refuses every block migration: libvirt cannot tunnel their disk copies",
+        "live_migration_with_native_tls = true to encrypt block migrations",
+    ),
+}
+
+
 def _fold_list(
-    options: Options, eff: EffectiveOptions, option: str, names: tuple[str, ...],
-    target: dict[str, str],
+    options: Options, eff: EffectiveOptions, option: str, names: tuple[str, ...]
 ) -> Decision:
+    block = option == "block_migration_flag"
+    target = eff.block_extra if block else eff.live_extra
     changes: list[str] = []
     kept: list[str] = []
     write: list[str] = []
     for raw in names:
         name = normalize_flag_name(raw)
         if name == "TUNNELLED":
-            if options.tunnelled is None:
-                eff.tunnelled = True
-                eff.tunnelled_option = option
-                changes.append("TUNNELLED read as live_migration_tunnelled = true")
-                write.append("live_migration_tunnelled = true")
-            else:
+            if options.tunnelled is not None:
                 changes.append("TUNNELLED ignored: live_migration_tunnelled is set and wins")
+                continue
+            source = TunnelSource(True, option)
+            if block:
+                eff.block_tunnel = source
+            else:
+                eff.tunnel = source
+            changes.append(_LEGACY_TUNNEL[option][0])
+            write.append(_LEGACY_TUNNEL[option][1])
         elif name in OWNED_FLAGS:
             changes.append(f"{name} dropped ({OWNED_FLAGS[name]})")
         elif name in EXTRA_FLAGS:
             target.setdefault(name, option)
             kept.append(name)
     if kept:
-        changes.append(f"{', '.join(kept)} kept as extra flags")
-        write.append("live_migration_extra_flags = " + ",".join(kept))
+        kind = "block migrations" if block else "migrations that copy no disks"
+        changes.append(f"{', '.join(kept)} kept as extra flags of {kind}")
+        write.append(f"live_migration_extra_flags = {','.join(kept)} (which applies to every "
+                     "migration)")
     advice = "; write instead: " + "; ".join(write) if write else ""
     return Decision(
         option,

@@ -82,10 +82,9 @@ def _base_flags(d: Draft, i: Inputs) -> None:
 
 def _choose_tunnelled(i: Inputs) -> tuple[bool, str, tuple[str, ...]]:
     """(tunnel?, why, options behind it) for the tri-state live_migration_tunnelled."""
-    eff, options = i.eff, i.options
-    if eff.tunnelled is not None:
-        word = "true" if eff.tunnelled else "false"
-        return eff.tunnelled, f"{eff.tunnelled_option} = {word}", (eff.tunnelled_option,)
+    options, source = i.options, i.eff.tunnel_for(i.migration.block_migration)
+    if source.value is not None:
+        return source.value, source.subject, (source.option,)
     auto = "live_migration_tunnelled unset (auto)"
     tun = "live_migration_tunnelled"
     if options.native_tls:
@@ -111,10 +110,11 @@ def _choose_tunnelled(i: Inputs) -> tuple[bool, str, tuple[str, ...]]:
 def _tunnel(d: Draft, i: Inputs) -> None:
     d.tunnel, why, tun_opts = _choose_tunnelled(i)
     if d.tunnel and i.migration.block_migration:
+        source = i.eff.block_tunnel
         raise exception.MigrationRefused(
             f"block migration of {i.migration.dest} refused: {why}, but libvirt cannot tunnel "
-            "the NBD disk copies of a block migration with current QEMU; unset "
-            f"{i.eff.tunnelled_option} (use live_migration_with_native_tls to encrypt)"
+            f"the NBD disk copies of a block migration with current QEMU; {source.fix} (use "
+            "live_migration_with_native_tls to encrypt)"
         )
     if d.tunnel:
         d.add("TUNNELLED", why, *tun_opts)
@@ -209,14 +209,12 @@ def _block_migration(d: Draft, i: Inputs) -> None:
 
 
 def _extra_flags(d: Draft, i: Inputs) -> None:
-    extras = dict(i.eff.extra)
-    if i.migration.block_migration:
-        extras.update({k: v for k, v in i.eff.block_extra.items() if k not in extras})
-    else:
-        for name, opt in i.eff.block_extra.items():
-            if name not in extras:
-                d.note("VIR_MIGRATE_" + name, "omitted",
-                       f"from {opt}, which applies to block migrations only", opt)
+    extras, other_kind = i.eff.extras_for(i.migration.block_migration)
+    applies_to = ("migrations that copy no disks" if i.migration.block_migration
+                  else "block migrations")
+    for name, opt in other_kind.items():
+        d.note("VIR_MIGRATE_" + name, "omitted", f"from {opt}, which applies to {applies_to} "
+               "only", opt)
     for name, opt in extras.items():
         if name == "NON_SHARED_SYNCHRONOUS_WRITES" and not d.has("NON_SHARED_INC"):
             d.note("VIR_MIGRATE_" + name, "omitted",

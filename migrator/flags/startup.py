@@ -38,7 +38,7 @@ class Startup:
     @property
     def all_extra(self) -> dict[str, str]:
         """Every extra flag any migration can get -> the option that asked for it."""
-        return {**self.eff.block_extra, **self.eff.extra}
+        return self.eff.all_extra
 
 
 @dataclass(frozen=True)
@@ -85,28 +85,31 @@ def _connections(s: Startup) -> Iterator[str]:
         yield "[libvirt] live_migration_parallel_connections must be at least 1"
 
 
+# A tunnel for the migrations that copy no disks (explicit, or TUNNELLED in
+# live_migration_flag) cannot be combined with these; a tunnel of block migrations
+# only refuses each block migration (flags.stages), whatever else is set.
 def _tunnel_native_tls(s: Startup) -> Iterator[str]:
-    tun = s.eff.tunnelled_option
-    if s.eff.tunnelled and s.options.native_tls:
-        yield (f"[libvirt] {tun} = true and live_migration_with_native_tls = true cannot be "
-               "used together: native TLS already encrypts the data; unset "
-               f"{tun} (prefer live_migration_with_native_tls)")
+    tunnel = s.eff.tunnel
+    if tunnel.value and s.options.native_tls:
+        yield (f"[libvirt] {tunnel.subject} and live_migration_with_native_tls = true cannot be "
+               f"used together: native TLS already encrypts the data; {tunnel.fix} (prefer "
+               "live_migration_with_native_tls)")
 
 
 def _tunnel_post_copy(s: Startup) -> Iterator[str]:
-    tun = s.eff.tunnelled_option
-    if s.eff.tunnelled and s.options.permit_post_copy:
-        yield (f"[libvirt] {tun} = true and live_migration_permit_post_copy = true cannot be "
-               "used together: libvirt refuses post-copy over a tunnel; unset "
-               f"{tun} or set live_migration_permit_post_copy = false")
+    tunnel = s.eff.tunnel
+    if tunnel.value and s.options.permit_post_copy:
+        yield (f"[libvirt] {tunnel.subject} and live_migration_permit_post_copy = true cannot "
+               f"be used together: libvirt refuses post-copy over a tunnel; {tunnel.fix} or set "
+               "live_migration_permit_post_copy = false")
 
 
 def _tunnel_parallel(s: Startup) -> Iterator[str]:
-    tun = s.eff.tunnelled_option
-    if s.eff.tunnelled and s.parallel:
-        yield (f"[libvirt] {tun} = true and live_migration_parallel_connections = "
+    tunnel = s.eff.tunnel
+    if tunnel.value and s.parallel:
+        yield (f"[libvirt] {tunnel.subject} and live_migration_parallel_connections = "
                f"{s.options.parallel_connections} cannot be used together: libvirt cannot "
-               f"tunnel parallel connections; unset {tun} or set "
+               f"tunnel parallel connections; {tunnel.fix} or set "
                "live_migration_parallel_connections = 1")
 
 
@@ -161,7 +164,7 @@ def _params_since(s: Startup) -> Iterator[str]:
 
 def _flags_since(s: Startup) -> Iterator[str]:
     wanted = {
-        "TUNNELLED": (bool(s.eff.tunnelled) or s.eff.tunnelled is None, s.eff.tunnelled_option),
+        "TUNNELLED": (s.eff.tunnel.value is not False, s.eff.tunnel.option),
         "TLS": (s.options.native_tls, "live_migration_with_native_tls"),
         "POSTCOPY": (s.options.permit_post_copy, "live_migration_permit_post_copy"),
         "AUTO_CONVERGE": (s.options.permit_auto_converge, "live_migration_permit_auto_converge"),
@@ -228,7 +231,16 @@ def validated(options: Options, host: HostFacts) -> EffectiveOptions:
         raise exception.ConfigError(config + host_limits)
     if host_limits:
         raise exception.UnsupportedByHost(host_limits)
+    eff.decisions.extend(_template_notes(options))
     return eff
+
+
+def _template_notes(options: Options) -> list[Decision]:
+    """A warning for each thing a valid live_migration_uri does that deserves one."""
+    if options.uri_template is None:
+        return []
+    return [Decision("live_migration_uri", "accepted", warning, ("live_migration_uri",),
+                     warning=True) for warning in uri.template_warnings(options.uri_template)]
 
 
 def check_options(options: Options, host: HostFacts) -> list[Decision]:

@@ -32,6 +32,7 @@ _PREFIX = {
     C.VIR_ERR_SYSTEM_ERROR: "",
     C.VIR_ERR_NO_DOMAIN: "Domain not found: ",
     C.VIR_ERR_OPERATION_INVALID: "Requested operation is not valid: ",
+    C.VIR_ERR_CONFIG_UNSUPPORTED: "unsupported configuration: ",
     C.VIR_ERR_OPERATION_TIMEOUT: "Timed out during operation: ",
     C.VIR_ERR_ARGUMENT_UNSUPPORTED: "argument unsupported: ",
     C.VIR_ERR_OPERATION_ABORTED: "operation aborted: ",

@@ -32,8 +32,8 @@ from collections.abc import Callable
 from typing import Any
 
 from migrator import constants as _constants
+from migrator.testing import dirtyrate, rules
 from migrator.testing import errors as E
-from migrator.testing import rules
 from migrator.testing.errors import libvirtError
 from migrator.testing.migration import JobPhase, MigrationJob
 from migrator.testing.world import (
@@ -337,6 +337,24 @@ class virConnect:  # noqa: N801 - libvirt's name
         with self._call("listDomainsID"):
             return [r.id for r in self.host.domains.values() if r.active]
 
+    def domainListGetStats(  # noqa: N802
+        self, doms: list[virDomain], stats: int = 0, flags: int = 0
+    ) -> list[tuple[virDomain, dict[str, Any]]]:
+        """The state and dirty-rate groups (:mod:`migrator.testing.dirtyrate`)."""
+        with self._call("domainListGetStats") as world:
+            recs = [(d, d._rec()) for d in doms]
+            return [(d, dirtyrate.domain_stats(self.host, r, stats, flags, world.now))
+                    for d, r in recs]
+
+    def getAllDomainStats(  # noqa: N802
+        self, stats: int = 0, flags: int = 0
+    ) -> list[tuple[virDomain, dict[str, Any]]]:
+        """Every domain's :meth:`domainListGetStats` entry; the list flags filter them."""
+        with self._call("getAllDomainStats"):
+            doms = [self._domain(r) for r in self.host.domains.values()
+                    if _matches(r, flags & 0xFF)]
+        return self.domainListGetStats(doms, stats, flags & ~0xFF)
+
     def numOfDomains(self) -> int:  # noqa: N802
         with self._call("numOfDomains"):
             return sum(1 for r in self.host.domains.values() if r.active)
@@ -608,6 +626,21 @@ class virDomain:  # noqa: N801 - libvirt's name
             rec = self._rec()
             kib = rec.guest.memory // 1024
             return [rec.state, kib, kib if rec.active else 0, rec.guest.vcpus, 0]
+
+    def memoryStats(self) -> dict[str, int]:  # noqa: N802
+        """KiB: the balloon's size and QEMU's resident memory (all of it, in the fake)."""
+        with self._call("memoryStats"):
+            kib = self._active().guest.memory // 1024
+            return {"actual": kib, "rss": kib}
+
+    def startDirtyRateCalc(self, seconds: int, flags: int = 0) -> int:  # noqa: N802
+        """Measure the guest's dirty rate over ``seconds`` (read it with domainListGetStats)."""
+        world = self._conn._world
+        if world.client_version < dirtyrate.API_SINCE:  # libvirt-python < 7.2 lacks it
+            raise AttributeError("'virDomain' object has no attribute 'startDirtyRateCalc'")
+        with self._call("startDirtyRateCalc"):
+            dirtyrate.start(self._conn.host, self._rec(), seconds, flags, world.now)
+            return 0
 
     def XMLDesc(self, flags: int = 0) -> str:  # noqa: N802
         with self._call("XMLDesc"):

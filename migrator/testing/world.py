@@ -40,6 +40,7 @@ from migrator.testing.faults import Faults
 from migrator.testing.hypervisor import DirtyRate
 
 if TYPE_CHECKING:
+    from migrator.testing.dirtyrate import DirtyRateCalc
     from migrator.testing.migration import MigrationJob
 
 KiB = 1024
@@ -96,6 +97,7 @@ class DomainRecord:
     outgoing: MigrationJob | None = None
     incoming: MigrationJob | None = None
     completed: dict[str, Any] | None = None
+    dirty_calc: DirtyRateCalc | None = None  # the last startDirtyRateCalc
 
     @property
     def active(self) -> bool:
@@ -103,10 +105,12 @@ class DomainRecord:
 
     def xml(self) -> str:
         kib = self.guest.memory // KiB
+        disks = "".join(f"<disk type='file' device='disk'><target dev='{d.target}' "
+                        "bus='virtio'/></disk>" for d in self.guest.disks)
         return (
             f"<domain type='kvm'><name>{self.name}</name><uuid>{self.uuid}</uuid>"
             f"<memory unit='KiB'>{kib}</memory><currentMemory unit='KiB'>{kib}</currentMemory>"
-            f"<vcpu>{self.guest.vcpus}</vcpu></domain>"
+            f"<vcpu>{self.guest.vcpus}</vcpu><devices>{disks}</devices></domain>"
         )
 
 

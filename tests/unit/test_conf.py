@@ -27,6 +27,7 @@ DEFAULTS = {
     "live_migration_monitor_interval": 5,
     "live_migration_convergence": "steps",
     "live_migration_postcopy_recovery_timeout": 600,
+    "live_migration_establish_timeout": 600,
     "live_migration_extra_flags": [],
     "live_migration_flag": None,
     "block_migration_flag": None,

@@ -181,7 +181,7 @@ def test_unreachable_destination_fails_cleanly(fake):
 
 
 def test_refused_plan_raises_and_calls_nothing(fake):
-    fake.world.add_guest("src", "vm1", memory=1 * GiB)
+    fake.world.add_guest("src", "vm1", memory=1 * GiB, disks={"vda": GiB})
     calls = Calls()
     with pytest.raises(exception.MigrationRefused):
         start(fake, make_conf(live_migration_tunnelled=True), calls=calls,

@@ -336,48 +336,6 @@ def test_virt_type_must_be_kvm_or_qemu():
     assert plan(Options(), HostFacts("qemu"), mig()).flags == BASE
 
 
-# --- deprecated flag lists -------------------------------------------------------------
-
-
-def test_legacy_live_flag_translated():
-    opts = Options(legacy_live_flags=(
-        "VIR_MIGRATE_UNDEFINE_SOURCE", "VIR_MIGRATE_PEER2PEER", "VIR_MIGRATE_LIVE",
-        "VIR_MIGRATE_TUNNELLED", "VIR_MIGRATE_COMPRESSED", "VIR_MIGRATE_UNSAFE"))
-    p = plan(opts, HOST, mig())
-    assert p.tunnelled
-    assert p.flags & constants.VIR_MIGRATE_COMPRESSED
-    assert not p.flags & constants.VIR_MIGRATE_UNSAFE
-    (warning,) = [w for w in p.warnings if "live_migration_flag" in w]
-    assert "live_migration_tunnelled = true" in warning
-    assert "live_migration_extra_flags = COMPRESSED" in warning
-    assert "UNSAFE dropped" in warning
-
-
-def test_legacy_tunnelled_ignored_when_option_set():
-    p = plan(Options(tunnelled=False, legacy_live_flags=("VIR_MIGRATE_TUNNELLED",)), HOST, mig())
-    assert not p.tunnelled
-    assert any("is set and wins" in w for w in p.warnings)
-
-
-def test_legacy_tunnelled_conflict_names_legacy_option():
-    with pytest.raises(exception.ConfigError) as err:
-        check_options(Options(native_tls=True, legacy_live_flags=("TUNNELLED",)), HOST)
-    assert "live_migration_flag = true" in str(err.value)
-
-
-def test_legacy_block_flag_applies_to_block_only():
-    opts = Options(legacy_block_flags=("VIR_MIGRATE_NON_SHARED_INC", "VIR_MIGRATE_ABORT_ON_ERROR"))
-    assert not plan(opts, HOST, mig()).flags & constants.VIR_MIGRATE_ABORT_ON_ERROR
-    p = plan(opts, HOST, mig(block_migration=True, disks=("vda",)))
-    assert p.flags & constants.VIR_MIGRATE_ABORT_ON_ERROR
-    assert p.flags & constants.VIR_MIGRATE_NON_SHARED_INC
-
-
-def test_legacy_unknown_name_refused():
-    with pytest.raises(exception.ConfigError, match="block_migration_flag"):
-        check_options(Options(legacy_block_flags=("VIR_MIGRATE_WARP",)), HOST)
-
-
 # --- URIs through the plan ------------------------------------------------------------
 
 

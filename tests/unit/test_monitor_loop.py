@@ -14,7 +14,8 @@ import pytest
 
 from migrator import constants as c
 from migrator import exception
-from migrator.monitor import Monitor, Outcome, Worker
+from migrator.concurrency import Worker
+from migrator.monitor import Hooks, LoopConfig, Monitor, Outcome
 from migrator.policy import MonitorSettings, Tunables
 from migrator.progress import ProgressTracker
 from migrator.steps import StepsPolicy
@@ -104,6 +105,8 @@ class Dom:
             raise self.error
 
     def jobStats(self, flags=0):
+        if flags & c.VIR_DOMAIN_JOB_STATS_COMPLETED:
+            return {"type": c.VIR_DOMAIN_JOB_NONE}  # none kept: the script decides
         self.calls.append(("jobStats",))
         item = self.script.popleft() if self.script else {"type": c.VIR_DOMAIN_JOB_NONE}
         if callable(item):
@@ -156,15 +159,15 @@ def make_monitor(dom, *, post_copy=False, timeout=800, action="abort", data_gb=4
     mon = Monitor(
         domain=dom, reconnect=lambda: dom, worker=worker, policy=StepsPolicy(settings),
         clock=ManualClock(), tunables=lambda: Tunables(timeout, action),
-        progress=ProgressTracker(5), on_progress=on_progress, poll_interval=0.5,
-        abort_timeout=abort_timeout,
+        progress=ProgressTracker(5), hooks=Hooks(on_progress=on_progress),
+        config=LoopConfig(poll_interval=0.5, abort_timeout=abort_timeout, data_gb=data_gb),
     )
     return mon, worker
 
 
 def run(mon, worker, start=True):
     if start:
-        worker.start()
+        mon.start()
     return mon.run()
 
 
@@ -200,13 +203,14 @@ def test_error_but_guest_moved_is_completed():
     dom = Dom([running(1), drop])
     outcome = run(*make_monitor(dom))
     assert outcome.status == "completed"
-    assert any("after the guest moved" in n for n in outcome.notes)
+    assert any("the guest moved" in n for n in outcome.notes)
+    assert outcome.rule == "source-undefined"
 
 
 def test_user_abort_is_cancelled():
     dom = Dom([running(1)] * 50)
     mon, worker = make_monitor(dom)
-    worker.start()
+    mon.start()
     fut = mon.request("abort")
     outcome = mon.run()
     assert outcome.status == "cancelled"
@@ -219,8 +223,7 @@ def test_abort_before_start_never_calls_libvirt():
     dom = Dom([])
     mon, worker = make_monitor(dom)
     fut = mon.request("abort")
-    mon._serve_requests()  # the driver's loop would do this before starting the worker
-    assert worker.start() is False
+    assert mon.start() is False  # requests made before the start are served first
     outcome = mon.run()
     assert outcome.status == "cancelled"
     assert fut.result(1) is True
@@ -242,7 +245,7 @@ def test_abort_while_job_not_yet_running_is_retried():
 
     dom.abortJob = abort_job
     mon, worker = make_monitor(dom)
-    worker.start()
+    mon.start()
     fut = mon.request("abort")
     outcome = mon.run()
     assert outcome.status == "cancelled"
@@ -262,6 +265,7 @@ def test_completion_timeout_abort_is_timed_out():
 
 def test_timeout_force_complete_with_post_copy_switches_once():
     def postcopy_done(dom):
+        dom.state_value = None  # UNDEFINE_SOURCE: gone
         dom.finish.set()
         raise LibvirtError(c.VIR_ERR_OPERATION_INVALID, "domain is not running")
 
@@ -285,7 +289,7 @@ def test_force_complete_before_start_runs_on_first_running_sample():
     dom = Dom([{"type": 0}, {"type": 0}, running(1), running(1), Dom.complete])
     mon, worker = make_monitor(dom, post_copy=True)
     fut = mon.request("force_complete")
-    worker.start()
+    mon.start()
     outcome = mon.run()
     assert fut.result(1) is True
     assert len(dom.called("migrateStartPostCopy")) == 1
@@ -295,7 +299,7 @@ def test_force_complete_before_start_runs_on_first_running_sample():
 def test_abort_in_post_copy_refused():
     dom = Dom([running(1), running(1)] + [running(1)] * 5 + [Dom.complete])
     mon, worker = make_monitor(dom, post_copy=True)
-    worker.start()
+    mon.start()
     mon.request("force_complete")
     fut_abort = None
     # let the switch happen, then ask for an abort from "another thread"
@@ -341,7 +345,7 @@ def test_benign_job_stats_errors(error):
 def test_no_support_falls_back_to_job_info():
     dom = Dom([LibvirtError(c.VIR_ERR_NO_SUPPORT, "not supported")])
     mon, worker = make_monitor(dom)
-    worker.start()
+    mon.start()
 
     def finish_later():
         threading.Event().wait(0.3)
@@ -388,7 +392,7 @@ def test_failed_downtime_update_is_retried():
 def test_suspended_guest_resumed_when_migration_fails():
     dom = Dom([running(1)] * 3 + [Dom.fail])
     mon, worker = make_monitor(dom)
-    worker.start()
+    mon.start()
     mon.request("force_complete")
     outcome = mon.run()
     assert outcome.status == "failed"
@@ -410,7 +414,7 @@ def test_hanging_abort_is_bounded_by_watchdog():
     dom = Dom([running(1)] * 200)
     dom.abort_blocks = 2.0
     mon, worker = make_monitor(dom, abort_timeout=0.2)
-    worker.start()
+    mon.start()
     fut = mon.request("abort")
     threading.Timer(1.0, dom.finish.set).start()  # the job ends on its own later
     outcome = mon.run()

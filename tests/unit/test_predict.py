@@ -188,6 +188,15 @@ def test_model_is_cheap_even_for_hours_of_passes() -> None:
     assert est.total_seconds == pytest.approx(expected, rel=0.02)
 
 
+@pytest.mark.parametrize("ratio, downtime", [(1 - 3e-6, 0.05), (0.9999, 0.05), (0.9999, 0.5),
+                                             (0.99, 0.01)])
+def test_precopy_seconds_near_the_link_rate_is_the_closed_form(ratio, downtime) -> None:
+    # days of passes, summed in closed form: a progress ETA or a policy can call it per poll
+    remaining, dirty = 4 * GiB, ratio * LINK
+    seconds = P.precopy_seconds(remaining, dirty, LINK, downtime)
+    assert seconds == pytest.approx((remaining - LINK * downtime) / (LINK - dirty), rel=0.01)
+
+
 # -- what an operator reads ------------------------------------------------------------
 
 
@@ -245,7 +254,14 @@ def test_completion_timeout_actions() -> None:
     w = P.Workload(4 * GiB, 2 * LINK)
     abort = P.estimate(P.PRECOPY, w, P.Link(LINK), P.Limits(completion_timeout=100))
     assert abort.ending == P.TIMEOUT_ABORT and not abort.completes
-    assert abort.total_seconds == 100 and "completion timeout (1m40s) aborts it" in abort.reason
+    assert abort.total_seconds == 100 and abort.reason == (
+        "it dirties 2.3 GiB/s, the link carries 1.2 GiB/s: pre-copy cannot finish; the "
+        "completion timeout (1m40s) aborts it")
+    slow = P.estimate(P.PRECOPY, P.Workload(4 * GiB, 0.9 * LINK), P.Link(LINK),
+                      P.Limits(completion_timeout=10))
+    assert slow.reason.startswith("it dirties 1.0 GiB/s, the link carries 1.2 GiB/s: pre-copy "
+                                  "still has ")
+    assert slow.reason.endswith("the completion timeout (10.0 s) aborts it")
     pause = P.estimate(P.PRECOPY, w, P.Link(LINK),
                        P.Limits(completion_timeout=100, timeout_action="force_complete"))
     assert pause.ending == P.TIMEOUT_PAUSE and pause.completes

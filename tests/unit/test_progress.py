@@ -10,11 +10,12 @@ from hypothesis import strategies as st
 
 from migrator import constants
 from migrator.jobstats import JobSample
+from migrator.predict import precopy_seconds
 from migrator.progress import (
     PERCENT_CAP,
     Progress,
     ProgressTracker,
-    estimate_eta,
+    outlook,
     raw_percent,
 )
 
@@ -204,10 +205,12 @@ def test_report_carries_the_sample_figures():
 
 def test_to_dict():
     tracker = ProgressTracker(5)
-    d = tracker.update(mem(100, 50, memory_bps=20, memory_dirty_rate=0), 1.0).to_dict()
+    d = tracker.update(mem(100, 50, memory_bps=20, memory_dirty_rate=0, memory_iteration=1),
+                       1.0).to_dict()
     assert d["percent"] == 50.0
     assert d["memory_remaining"] == 50
     assert d["eta_seconds"] == 2.5
+    assert d["converging"] is None and d["outlook"] == "first pass"
     assert d["final"] is False
     assert set(d) >= {
         "elapsed",
@@ -226,39 +229,98 @@ def test_to_dict():
         "max_downtime_ms",
         "eta_seconds",
         "throttle",
+        "converging",
+        "outlook",
     }
 
 
-def test_eta_net_of_dirty_rate():
-    # 600 MiB left at 100 MiB/s with 40 MiB/s being dirtied: 10 s.
-    sample = mem(
-        1000 * MiB,
-        600 * MiB,
-        memory_bps=100 * MiB,
-        memory_dirty_rate=40 * MiB // 4096,
-    )
-    assert estimate_eta(sample) == pytest.approx(10.0)
+def test_eta_from_the_precopy_model_not_a_straight_line():
+    # 600 MiB left at 100 MiB/s with 40 MiB/s dirtied, max downtime 500 ms: the model
+    # (remaining falls at 60 MiB/s until it fits 100 MiB/s x 0.5 s), not 600 / 60.
+    sample = mem(1000 * MiB, 600 * MiB, memory_bps=100 * MiB,
+                 memory_dirty_rate=40 * MiB // 4096, memory_iteration=3)
+    view = outlook(sample, 500)
+    assert view.converging is True and view.text == "converging"
+    assert view.eta_seconds == pytest.approx(precopy_seconds(600 * MiB, 40 * MiB, 100 * MiB, 0.5))
+    assert view.eta_seconds < 600 / 60
 
 
-def test_eta_none_when_not_converging():
-    sample = mem(1000 * MiB, 600 * MiB, memory_bps=20 * MiB, memory_dirty_rate=96 * MiB // 4096)
-    assert estimate_eta(sample) is None
-    equal = mem(1000 * MiB, 600 * MiB, memory_bps=4096 * 10, memory_dirty_rate=10)
-    assert estimate_eta(equal) is None
+def test_qemu_default_max_downtime_until_one_is_set():
+    sample = mem(1000 * MiB, 600 * MiB, memory_bps=100 * MiB,
+                 memory_dirty_rate=40 * MiB // 4096, memory_iteration=3)
+    assert outlook(sample, None).eta_seconds == pytest.approx(
+        precopy_seconds(600 * MiB, 40 * MiB, 100 * MiB, 0.3))
 
 
-def test_eta_none_without_rate_or_totals():
-    assert estimate_eta(mem(100, 50)) is None  # no memory_bps yet
-    assert estimate_eta(running()) is None  # setup: nothing known
+def test_not_converging_says_what_dirties_and_what_the_link_carries():
+    sample = mem(1000 * MiB, 600 * MiB, memory_bps=20 * MiB,
+                 memory_dirty_rate=96 * MiB // 4096, memory_iteration=4)
+    view = outlook(sample, 500)
+    assert view.converging is False and view.eta_seconds is None
+    assert view.text.startswith("not converging: dirties 96.0 MiB/s or more, link carries "
+                                "20.0 MiB/s")
 
 
-def test_eta_zero_when_nothing_remains():
-    assert estimate_eta(mem(100, 0)) == 0.0
+def test_a_dirty_rate_at_the_link_rate_is_qemus_cap_and_explained():
+    # QEMU counts each page once per pass: a guest that rewrites all its memory every pass
+    # reports (memory / pass time) = the link's rate, whatever it really writes.
+    sample = mem(4096 * MiB, 4000 * MiB, memory_bps=1192 * MiB,
+                 memory_dirty_rate=1190 * MiB // 4096, memory_iteration=9)
+    view = outlook(sample, 500)
+    assert view.converging is False
+    assert "QEMU counts a page once per pass" in view.text
 
 
-def test_eta_uses_data_remaining_when_known():
-    sample = running(data_total=3000, data_remaining=2000, memory_total=1000, memory_bps=100)
-    assert estimate_eta(sample) == pytest.approx(20.0)
+def test_first_pass_has_no_judgement_only_the_end_of_the_pass():
+    sample = mem(1000 * MiB, 600 * MiB, memory_bps=100 * MiB, memory_iteration=1)
+    view = outlook(sample, 500)
+    assert view.converging is None and view.text == "first pass"
+    assert view.eta_seconds == pytest.approx(6.0)
+
+
+def test_post_copy_pushes_the_rest_at_the_transfer_rate():
+    sample = mem(1000 * MiB, 600 * MiB, memory_bps=100 * MiB,
+                 memory_dirty_rate=400 * MiB // 4096, memory_iteration=5)
+    view = outlook(sample, 500, post_copy=True)
+    assert view.converging is True and view.eta_seconds == pytest.approx(6.0)
+
+
+def test_an_end_after_the_completion_timeout_is_not_converging():
+    sample = mem(1000 * MiB, 900 * MiB, memory_bps=100 * MiB,
+                 memory_dirty_rate=95 * MiB // 4096, memory_iteration=3)
+    assert outlook(sample, 500, elapsed=10, deadline=10_000).converging is True
+    late = outlook(sample, 500, elapsed=10, deadline=60)
+    assert late.converging is False and late.eta_seconds is None
+    assert late.text.startswith("not converging before the completion timeout (in 50.0 s)")
+
+
+def test_no_outlook_without_a_transfer_rate():
+    assert outlook(mem(100, 50)).text == "starting"
+    assert outlook(running()).text == "starting"
+    disks = running(data_total=300, data_remaining=250, memory_total=100, memory_remaining=100,
+                    disk_total=200, disk_remaining=150)
+    assert outlook(disks) == outlook(disks, 500)
+    assert outlook(disks).text == "copying disks" and outlook(disks).eta_seconds is None
+
+
+def test_nothing_remaining_is_the_switchover():
+    assert outlook(mem(100, 0)).eta_seconds == 0.0
+
+
+def test_tracker_asks_the_policy_what_the_outlook_assumes():
+    policy = {"downtime": None, "post_copy": False}
+    tracker = ProgressTracker(0, max_downtime=lambda: policy["downtime"],
+                              post_copy=lambda: policy["post_copy"], deadline=10_000)
+    sample = mem(1000 * MiB, 600 * MiB, memory_bps=100 * MiB,
+                 memory_dirty_rate=40 * MiB // 4096, memory_iteration=5)
+    slow = tracker.update(sample, 1.0)
+    policy["downtime"] = 2000
+    fast = tracker.update(sample, 2.0)
+    assert (slow.max_downtime_ms, fast.max_downtime_ms) == (None, 2000)
+    assert fast.eta_seconds < slow.eta_seconds
+    policy["post_copy"] = True
+    report = tracker.update(sample, 3.0)
+    assert report.converging is True and report.outlook.startswith("post-copy")
 
 
 samples = st.builds(

@@ -59,7 +59,9 @@ VALID_TEMPLATES: tuple[str | None, ...] = (
     "qemu+tls://%s/system",
     "qemu+tcp://admin:s3cr3t@%s/system",
     "qemu+ssh://nova@%s/system?keyfile=/etc/nova/migration/identity",
-    "qemu+libssh2://%s/system?known_hosts_verify=ignore",
+    "qemu+libssh2://%s/system?known_hosts=/etc/nova/known_hosts&known_hosts_verify=normal",
+    "qemu://%s/system",  # libvirt's default transport with a host: TLS
+    "qemu+ssh://%s/system?no_tty=1",
 )
 BAD_TEMPLATES = (
     "qemu+tcp://dest/system",  # no %s
@@ -70,6 +72,17 @@ BAD_TEMPLATES = (
     "%s",
     "//%s/system",
     "1qemu://%s/system",
+    # what libvirt refuses, or what would weaken or redirect the connection
+    "qemu+unix://%s/system",
+    "qemu+ext://%s/system?command=/usr/bin/nc",
+    "qemu+bogus://%s/system",
+    "xen+ssh://%s/system",
+    "qemu+tcp://%s/session",
+    "qemu+tls://%s/system?no_verify=1",
+    "qemu+libssh://%s/system?known_hosts_verify=ignore",
+    "qemu+ssh://%s/system?command=/tmp/ssh",
+    "qemu+ssh://%s/system?socket=/tmp/other-sock",
+    "qemu+tcp://%s/system?name=qemu:///session",
 )
 VALID_EXTRA: tuple[str, ...] = EXTRA_FLAGS + (
     "VIR_MIGRATE_COMPRESSED", "abort_on_error", " ZEROCOPY ", "vir_migrate_abort_on_error")
@@ -225,6 +238,12 @@ def _host_port(address: str) -> tuple[str, int | None]:
     return address.lower(), None
 
 
+def libvirt_transport(control_uri: str) -> str:
+    """libvirt's transport for a URI with a host: after '+', else TLS (remoteSplitURIScheme)."""
+    scheme = urlsplit(control_uri).scheme
+    return scheme.split("+", 1)[1].lower() if "+" in scheme else "tls"
+
+
 def check_refusal(exc: exception.MigratorError, startup_ok: bool) -> None:
     """A refusal is a MigratorError with a clear message naming what to fix."""
     assert isinstance(exc, exception.MigratorError), type(exc)
@@ -336,19 +355,33 @@ def check_plan(p: Plan, options: Options, host: HostFacts, m: MigrationFacts) ->
     else:
         assert constants.VIR_MIGRATE_PARAM_URI not in params
         assert not m.inbound_addr or has("TUNNELLED")
+    # The control channel's transport as libvirt reads it ('qemu://' is TLS): encrypted
+    # control with data in the clear always warns; plain tcp control never claims encryption.
+    transport = libvirt_transport(p.uri)
+    said_encrypted = any(f"control channel is encrypted ({transport})" in w for w in p.warnings)
+    if transport in ("tls", "ssh", "libssh", "libssh2") and not has("TLS"):
+        assert has("TUNNELLED") or said_encrypted, (p.uri, p.warnings)
+    assert not (transport == "tcp" and any("control channel is encrypted" in w
+                                           for w in p.warnings))
+
     tls_dest = params.get(constants.VIR_MIGRATE_PARAM_TLS_DESTINATION)
     if options.native_tls and p.migrate_uri and m.inbound_addr != m.dest:
         assert tls_dest == m.dest
     else:
         assert tls_dest is None
 
-    # Extra flags only when asked for.
+    # Extra flags and a tunnel only when asked for: a deprecated flag list applies to its
+    # kind of migration only (block_migration_flag to block migrations).
+    own_list = options.legacy_block_flags if m.block_migration else options.legacy_live_flags
     asked = {n.strip().upper().removeprefix("VIR_MIGRATE_")
-             for n in (*options.extra_flags, *(options.legacy_live_flags or ()),
-                       *(options.legacy_block_flags or ()))}
+             for n in (*options.extra_flags, *(own_list or ()))}
     for name in EXTRA_FLAGS:
         if has(name):
             assert name in asked
+    if has("TUNNELLED") and not options.tunnelled:
+        assert options.tunnelled is None
+        assert "TUNNELLED" in asked or libvirt_transport(p.uri) in ("tls", "ssh", "libssh",
+                                                                    "libssh2")
 
     # Every flag and parameter has a decision with a reason.
     items = {d.item: d for d in p.decisions}

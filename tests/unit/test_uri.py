@@ -94,6 +94,15 @@ def test_transport():
     assert uri.transport(None, None) == "tcp"
     assert uri.transport("tls", None) == "tls"
     assert uri.transport("tcp", "qemu+ssh://%s/system") == "ssh"
+    assert uri.transport(None, "qemu+LibSSH2://%s/system") == "libssh2"  # libvirt lower-cases
+
+
+def test_a_template_without_transport_is_tls():
+    # libvirt's default transport for a URI with a host is TLS (remoteSplitURIScheme;
+    # tests/functional/test_uri_real.py shows it on the rig)
+    assert uri.transport(None, "qemu://%s/system") == "tls"
+    assert uri.transport("tcp", "qemu://%s/system") == "tls"
+    assert uri.is_encrypted_transport(uri.transport(None, "qemu://%s/system"))
     assert uri.is_encrypted_transport("libssh2")
     assert not uri.is_encrypted_transport("tcp")
 
@@ -104,9 +113,17 @@ def test_mask_credentials():
     assert uri.mask_credentials("qemu+tcp://h/system") == "qemu+tcp://h/system"
 
 
-@pytest.mark.parametrize("scheme", ["tcp", "tls", "ssh", "libssh2", "unix"])
+@pytest.mark.parametrize("scheme", ["tcp", "tls", "ssh", "libssh", "libssh2"])
 def test_valid_schemes(scheme):
     assert uri.validate_scheme(scheme) == scheme
+
+
+@pytest.mark.parametrize("scheme,why", [("unix", "local"), ("ext", "runs a command")])
+def test_schemes_that_cannot_reach_another_host_are_refused(scheme, why):
+    # libvirt: "using unix socket and remote server 'h' is not supported"; ext runs `command`
+    with pytest.raises(exception.ConfigError, match="cannot reach another host") as err:
+        uri.validate_scheme(scheme)
+    assert why in str(err.value)
 
 
 @pytest.mark.parametrize("scheme", ["tcp://evil", "t cp", "TLS", "", "tls/x"])

@@ -1,0 +1,199 @@
+"""What migrating one guest will do under migrator's options, before it starts.
+
+The glue between the options (``[libvirt]``), a guest's facts (its memory,
+its dirty rate measured by :mod:`migrator.measure` or given by the caller) and
+the pure model in :mod:`migrator.predict`; pure, like the model:
+
+* page sampling's windows tell the rate (the short ones) and, when the writes
+  saturate the long one, the working set (:func:`interpret`);
+
+* the max downtime follows the configured policy: Nova's ramp
+  (``live_migration_downtime`` in ``live_migration_downtime_steps`` steps,
+  ``live_migration_downtime_delay`` s per GiB apart) for ``steps``, the
+  ceiling from the first pass boundary for ``adaptive``, which also switches
+  to post-copy early when permitted;
+* the completion timeout and its action, auto-converge and post-copy as the
+  options permit them;
+* the pre-copy rate is ``live_migration_bandwidth`` or the link's, whichever
+  is lower; the final copy and post-copy run at the link's rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from migrator import exception
+from migrator.adaptive import SHRINKING_FAST
+from migrator.jobstats import data_gb
+from migrator.policy import completion_timeout, downtime_steps
+from migrator.predict import Limits, Link, Prediction, Workload, least, predict
+from migrator.units import human_bytes
+
+MiB = 1024**2
+# The long window's distinct pages below this share of rate x window: a working set.
+SATURATED = 0.75
+# The driver's default poll interval: when the monitor sees a pass boundary.
+POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Window:
+    seconds: int
+    bytes_per_second: float  # distinct pages written in the window, per second
+
+
+@dataclass(frozen=True)
+class DirtyRate:
+    """How fast a guest writes its memory, and where (bytes, bytes/s)."""
+
+    bytes_per_second: float
+    working_set: float | None = None  # None: not seen (all of memory, for all we know)
+    at_least: bool = False  # the short windows were saturated: the rate may be higher
+    windows: tuple[Window, ...] = ()
+    source: str = "given"  # or "page-sampling"
+
+    def describe(self) -> str:
+        text = f"dirties {'at least ' if self.at_least else ''}" \
+               f"{human_bytes(self.bytes_per_second)}/s"
+        if self.working_set is not None:
+            text += f" into a working set of ~{human_bytes(self.working_set)}"
+        if self.source == "page-sampling":
+            text += " (measured: libvirt page sampling, " + ", ".join(
+                f"{w.seconds} s: {w.bytes_per_second / MiB:.0f} MiB/s" for w in self.windows) + ")"
+        else:
+            text += " (given)"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bytes_per_second": self.bytes_per_second, "working_set": self.working_set,
+                "at_least": self.at_least, "source": self.source,
+                "windows": [[w.seconds, w.bytes_per_second] for w in self.windows]}
+
+
+def interpret(windows: tuple[Window, ...]) -> DirtyRate:
+    """The rate (mean of the shortest windows) and the working set (the mean of the longest
+    ones, if the writes saturated them), from page-sampling results."""
+    if not windows:
+        raise ValueError("no measurement windows")
+    short = min(w.seconds for w in windows)
+    longest = max(w.seconds for w in windows)
+    rate = _mean(w.bytes_per_second for w in windows if w.seconds == short)
+    working_set = None
+    if longest > short:
+        distinct = _mean(w.bytes_per_second for w in windows if w.seconds == longest) * longest
+        if distinct < SATURATED * rate * longest:
+            working_set = distinct
+    # a short window that saw (about) the whole working set only bounds the rate from below
+    at_least = working_set is not None and rate * short >= 0.9 * working_set
+    return DirtyRate(rate, working_set, at_least, windows, "page-sampling")
+
+
+def _mean(values: Any) -> float:
+    vals = list(values)
+    return sum(vals) / len(vals)
+
+
+@dataclass(frozen=True)
+class GuestFacts:
+    """One guest as the model needs it (bytes, bytes/s)."""
+
+    name: str
+    memory: float  # RAM, or what the caller says QEMU will have to send
+    dirty: DirtyRate
+    disk: float = 0.0  # disks a block migration copies
+    resident: float | None = None  # QEMU's resident memory, when libvirt reports it
+
+    def workload(self) -> Workload:
+        ws = self.dirty.working_set
+        return Workload(self.memory, self.dirty.bytes_per_second,
+                        None if ws is None else min(ws, self.memory), self.disk)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "memory": self.memory, "disk": self.disk,
+                "resident": self.resident, "dirty_rate": self.dirty.to_dict()}
+
+
+def limits(conf: Any, memory: float, disk: float = 0.0, *, dirty_rate: float | None = None,
+           bandwidth: float | None = None,
+           fixed_seconds: tuple[float, float] | None = None) -> Limits:
+    """The model's :class:`~migrator.predict.Limits` from ``conf.libvirt``.
+
+    The adaptive policy keeps Nova's step 0 while the guest dirties at most
+    half the link (each pass then at least halves the set) and otherwise
+    raises the max downtime at the first pass boundary; without the rates,
+    the ceiling from the start.  ``fixed_seconds``: a migration's fixed costs
+    on these hosts (before RAM moves, after the switchover), if measured.
+    """
+    lv = conf.libvirt
+    start, finish = fixed_seconds or (Limits.start_seconds, Limits.finish_seconds)
+    gb = data_gb(int(memory), [int(disk)] if disk else [])
+    ramp = tuple((at, ms / 1000) for at, ms in downtime_steps(
+        gb, lv.live_migration_downtime, lv.live_migration_downtime_steps,
+        lv.live_migration_downtime_delay))
+    adaptive = lv.live_migration_convergence == "adaptive"
+    if adaptive:
+        ramp = _adaptive_schedule(ramp[0][1], lv.live_migration_downtime / 1000,
+                                  start + (memory + disk) / (bandwidth or 1), dirty_rate,
+                                  bandwidth)
+    return Limits(
+        max_downtime=lv.live_migration_downtime / 1000, schedule=ramp,
+        completion_timeout=completion_timeout(lv.live_migration_completion_timeout, gb),
+        timeout_action=lv.live_migration_timeout_action,
+        permit_post_copy=lv.live_migration_permit_post_copy,
+        permit_auto_converge=lv.live_migration_permit_auto_converge,
+        post_copy_early=adaptive, start_seconds=start, finish_seconds=finish)
+
+
+def _adaptive_schedule(initial: float, ceiling: float, first_pass_end: float,
+                       dirty_rate: float | None,
+                       bandwidth: float | None) -> tuple[tuple[float, float], ...]:
+    if dirty_rate is None or not bandwidth:
+        return ()
+    if dirty_rate <= SHRINKING_FAST * bandwidth:
+        return ((0.0, initial),)
+    # raised at the first boundary, seen at the monitor's next poll (every 0.5 s)
+    return ((0.0, initial), (first_pass_end + POLL_SECONDS, ceiling))
+
+
+def link(conf: Any, link_rate: float | None = None) -> Link:
+    """Pre-copy at ``live_migration_bandwidth`` (MiB/s) or the link's rate, the lower."""
+    cap = conf.libvirt.live_migration_bandwidth * MiB
+    if not cap and not link_rate:
+        raise exception.ConfigError(
+            "live_migration_bandwidth is 0 (no limit), so the migration runs at the link's "
+            "rate: give the migration network's rate to predict it")
+    if not link_rate:
+        return Link(cap)
+    return Link(min(cap, link_rate) if cap else link_rate, line_rate=link_rate)
+
+
+def forecast(conf: Any, facts: GuestFacts, link_rate: float | None = None,
+             fixed_seconds: tuple[float, float] | None = None) -> Prediction:
+    """Every strategy for ``facts`` under ``conf``'s options (see :func:`predict.predict`).
+
+    A guest that rewrote its whole working set within the measurement window
+    may write faster than measured: the caveat says so, and from which rate
+    on the verdict would change."""
+    work, net = facts.workload(), link(conf, link_rate)
+
+    def at(rate: float, remedies: bool = True) -> Prediction:
+        lim = limits(conf, facts.memory, facts.disk, dirty_rate=rate, bandwidth=net.bandwidth,
+                     fixed_seconds=fixed_seconds)
+        return predict(replace(work, dirty_rate=rate), net, lim, remedies)
+
+    measured = at(work.dirty_rate)
+    if not facts.dirty.at_least or work.working_set is None:
+        return measured
+    low = human_bytes(work.dirty_rate) + "/s"
+    caveat = (f"the guest rewrote its whole {human_bytes(work.working_set)} working set within "
+              f"the 1 s measurement window, so it may write faster than {low}")
+    fastest = max(work.dirty_rate, net.bandwidth)
+    if at(fastest, False).configured.completes == measured.configured.completes:
+        return replace(measured, caveat=caveat + ": the verdict holds up to the link's rate")
+    # the slowest rate at which the verdict changes
+    flip = least(lambda r: at(r, False).configured.completes != measured.configured.completes,
+                 work.dirty_rate, fastest, rounds=20) or fastest
+    caveat += (f"; above ~{human_bytes(flip)}/s it "
+               + ("does not complete" if measured.configured.completes else "completes"))
+    return replace(measured, caveat=caveat)

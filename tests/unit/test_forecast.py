@@ -1,0 +1,109 @@
+"""Options and a guest's facts into the model; the driver's predict() then a real migration."""
+
+from __future__ import annotations
+
+import pytest
+
+from migrator import exception, forecast, measure
+from migrator import predict as P
+from migrator.driver import LiveMigrationDriver
+from migrator.forecast import DirtyRate
+from migrator.testing import GiB, MiB
+from migrator.testing.config import make_conf
+
+LINK = 10e9 / 8  # the fake's default 10 Gbit/s hosts
+
+
+def test_limits_follow_the_policy_and_the_timeout() -> None:
+    steps = forecast.limits(make_conf(), 4 * GiB)
+    assert steps.max_downtime == 0.5 and not steps.post_copy_early
+    assert steps.schedule[0] == (0, 0.05) and steps.schedule[-1] == (3000, 0.5)  # 75 s/GiB
+    assert steps.completion_timeout == 3200 and steps.timeout_action == "abort"
+    adaptive = forecast.limits(make_conf(live_migration_convergence="adaptive",
+                                         live_migration_permit_post_copy=True,
+                                         live_migration_completion_timeout=0), 1 * GiB)
+    assert adaptive.schedule == () and adaptive.post_copy_early
+    assert adaptive.permit_post_copy and adaptive.completion_timeout == 0
+    # Nova counts RAM and each disk as at least 2 GiB
+    assert forecast.limits(make_conf(), 1 * GiB, disk=3 * GiB).completion_timeout == 4000
+
+
+def test_link_is_the_cap_or_the_network() -> None:
+    assert forecast.link(make_conf(live_migration_bandwidth=100)) == P.Link(100 * MiB)
+    capped = forecast.link(make_conf(live_migration_bandwidth=100), link_rate=LINK)
+    assert capped.bandwidth == 100 * MiB and capped.line == LINK
+    assert forecast.link(make_conf(), link_rate=LINK) == P.Link(LINK, line_rate=LINK)
+    with pytest.raises(exception.ConfigError, match="give the migration network's rate"):
+        forecast.link(make_conf())
+
+
+def test_configured_strategy_follows_the_flag_rules() -> None:
+    facts = forecast.GuestFacts("vm", 8 * GiB, DirtyRate(2 * LINK))
+    steps_pc = forecast.forecast(make_conf(live_migration_permit_post_copy=True), facts, LINK)
+    assert steps_pc.configured.strategy == P.PRECOPY  # steps switches only at the timeout
+    assert steps_pc.configured.ending == P.TIMEOUT_ABORT
+    adaptive_pc = forecast.forecast(make_conf(live_migration_permit_post_copy=True,
+                                              live_migration_convergence="adaptive"), facts, LINK)
+    assert adaptive_pc.configured.strategy == P.POST_COPY
+    auto = forecast.forecast(make_conf(live_migration_permit_auto_converge=True), facts, LINK)
+    assert auto.configured.strategy == P.AUTO_CONVERGE and auto.configured.completes
+    both = forecast.forecast(make_conf(live_migration_permit_auto_converge=True,
+                                       live_migration_permit_post_copy=True), facts, LINK)
+    assert both.configured.strategy == P.PRECOPY  # post-copy wins, switched at the timeout
+
+
+def test_guest_facts_read_memory_and_take_a_given_rate(fake) -> None:
+    fake.world.add_guest("src", "vm", memory=4 * GiB, dirty_rate=100 * MiB, state="paused")
+    dom = fake.module.open("qemu+tcp://src/system").lookupByName("vm")
+    facts = measure.guest_facts(dom, 50 * MiB)
+    assert facts.memory == 4 * GiB and facts.resident == 4 * GiB
+    assert facts.dirty == DirtyRate(50 * MiB) and facts.workload() == P.Workload(4 * GiB,
+                                                                                   50 * MiB)
+    assert measure.guest_facts(dom, 0, memory=GiB).memory == GiB
+    with pytest.raises(exception.MeasurementFailed, match="vm is paused"):
+        measure.guest_facts(dom)
+    assert facts.to_dict()["dirty_rate"]["source"] == "given"
+
+
+@pytest.mark.parametrize("policy", ["steps", "adaptive"])
+@pytest.mark.parametrize("memory, working_set, rate", [
+    (4 * GiB, 4 * GiB, 0.8 * LINK),
+    (2 * GiB, 256 * MiB, 0.95 * LINK),
+    (2 * GiB, 1 * GiB, 1.5 * LINK),
+])
+def test_driver_predicts_then_migrates(fake, policy, memory, working_set, rate) -> None:
+    """Measure, predict, migrate, on the simulator: the prediction holds within 10 %."""
+    fake.world.add_guest("src", "vm", memory=memory, working_set=working_set, dirty_rate=rate)
+    conn = fake.module.open("qemu+tcp://src/system")
+    driver = LiveMigrationDriver(make_conf(live_migration_convergence=policy,
+                                           live_migration_completion_timeout=100),
+                                 conn, clock=fake.clock)
+    driver.init_host()
+    dom = conn.lookupByName("vm")
+    prediction = driver.predict(dom, link_rate=LINK)
+    handle = driver.live_migration(dom, "dst", post_method=lambda o: None,
+                                   recover_method=lambda o: None)
+    outcome = handle.wait(60)
+    est = prediction.configured
+    assert bool(prediction.caveat) == (working_set < rate)  # saturated within 1 s
+    if prediction.caveat:  # the measured rate is a lower bound: the truth may be worse
+        flips = "; above ~" in prediction.caveat
+        assert est.completes == (outcome.status == "completed") or flips, prediction.caveat
+        return
+    assert est.completes == (outcome.status == "completed"), (est.reason, outcome.status)
+    if est.completes:
+        assert est.total_seconds == pytest.approx(outcome.total_seconds, rel=0.10), est.reason
+
+
+def test_a_saturated_measurement_says_where_the_verdict_would_change():
+    facts = forecast.GuestFacts("vm", 2 * GiB, DirtyRate(256 * MiB, 256 * MiB, at_least=True))
+    pred = forecast.forecast(make_conf(live_migration_completion_timeout=100), facts, LINK)
+    assert pred.workload.dirty_rate == 256 * MiB and pred.configured.completes
+    assert pred.caveat.startswith(
+        "the guest rewrote its whole 256.0 MiB working set within the 1 s measurement window, "
+        "so it may write faster than 256.0 MiB/s; above ~")
+    assert pred.caveat.endswith(" it does not complete")
+    assert pred.summary().endswith(f"({pred.caveat})") and pred.to_dict()["caveat"]
+    small = forecast.GuestFacts("vm", 2 * GiB, DirtyRate(64 * MiB, 64 * MiB, at_least=True))
+    assert forecast.forecast(make_conf(), small, LINK).caveat.endswith(
+        ": the verdict holds up to the link's rate")

@@ -11,8 +11,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import migrator
 from migrator import exception
-from migrator.cli import migrate, plan, simulate
+from migrator.cli import common, migrate, plan, simulate
 from migrator.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 
 # One module per subcommand, each with ``register(subparsers)``; the order is the help's.
@@ -24,9 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="migrator",
         description="Plan, simulate and run libvirt live migrations safely.",
     )
+    parser.add_argument("--version", action="version", version=f"migrator {migrator.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(sub)
+    for command_parser in sub.choices.values():
+        common.add_logging_args(command_parser)
     return parser
 
 
@@ -38,7 +42,8 @@ def _report(problems: Sequence[str]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        with common.restored_logging():
+            return int(args.func(args))
     except (UsageError, exception.ConfigError) as exc:
         _report(exc.problems)
     except exception.MigratorError as exc:  # refused migration, bad address, no libvirt...

@@ -8,12 +8,17 @@ import cycle: ``app`` -> subcommands -> ``common``/``report``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import re
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from oslo_config import cfg
+from oslo_log import log as oslo_logging
 
+import migrator
 from migrator import conf as mconf
 from migrator import flags, units, uri
 
@@ -37,15 +42,18 @@ class UsageError(Exception):
 # -- configuration -----------------------------------------------------------------------------
 
 
-def load_conf(config_files: Sequence[str] | None) -> cfg.ConfigOpts:
-    """A ConfigOpts with migrator's options, parsed from ``config_files``; UsageError if bad."""
+def load_conf(args: argparse.Namespace) -> cfg.ConfigOpts:
+    """A ConfigOpts with migrator's and oslo.log's options, parsed from the command's
+    ``--config-file`` and logging arguments; logging is set up from it.  UsageError if bad."""
     conf = cfg.ConfigOpts()
     mconf.register_opts(conf)
-    args: list[str] = []
-    for path in config_files or ():
-        args += ["--config-file", path]
+    oslo_logging.register_options(conf)
+    argv: list[str] = []
+    for path in getattr(args, "config_file", None) or ():
+        argv += ["--config-file", path]
+    argv += _logging_argv(args)
     try:
-        conf(args=args, project="migrator", default_config_files=[], validate_default_values=True)
+        conf(args=argv, project="migrator", default_config_files=[], validate_default_values=True)
     except cfg.ConfigFilesNotFoundError as exc:
         raise UsageError(
             f"cannot read config file(s) {', '.join(exc.config_files)}: check the path "
@@ -55,12 +63,121 @@ def load_conf(config_files: Sequence[str] | None) -> cfg.ConfigOpts:
         raise UsageError(mconf.describe_parse_error(exc)) from None
     except (cfg.Error, ValueError) as exc:
         raise UsageError(f"invalid configuration: {uri.mask_text(str(exc))}") from None
+    setup_logging(conf)
     return conf
 
 
-def load_options(config_files: Sequence[str] | None) -> tuple[flags.Options, str, dict[str, Any]]:
+# -- logging like an OpenStack service (oslo.log's own options) ---------------------------------
+
+# (flags, dest, metavar, help) of oslo.log's command line options, forwarded to oslo.config.
+_LOG_ARGS = (
+    (("-d", "--debug"), "debug", None, "log at DEBUG level (default: warnings on stderr, "
+     "INFO in a log file)"),
+    (("--log-config-append", "--log-config", "--log_config"), "log_config_append", "PATH",
+     "a Python logging configuration file; the other logging options are then ignored"),
+    (("--log-date-format",), "log_date_format", "FORMAT", "time.strftime format of %%(asctime)s"),
+    (("--log-file", "--logfile"), "log_file", "PATH", "log to this file (default: stderr)"),
+    (("--log-dir", "--logdir"), "log_dir", "DIR", "directory of --log-file (default name: "
+     "migrator.log)"),
+    (("--use-syslog",), "use_syslog", None, "log to syslog"),
+    (("--use-journal",), "use_journal", None, "log to the systemd journal"),
+    (("--syslog-log-facility",), "syslog_log_facility", "FACILITY", "syslog facility"),
+    (("--use-json",), "use_json", None, "log records as JSON"),
+)
+
+
+def add_logging_args(p: argparse.ArgumentParser) -> None:
+    """oslo.log's standard options (``--debug``, ``--log-file``, ...), as every OpenStack
+    service has them; they may also be set in ``[DEFAULT]`` of a ``--config-file``."""
+    group = p.add_argument_group("logging (oslo.log; also read from [DEFAULT])")
+    for names, dest, metavar, text in _LOG_ARGS:
+        if metavar is None:
+            group.add_argument(*names, dest=dest, action="store_true", default=None, help=text)
+        else:
+            group.add_argument(*names, dest=dest, type=checked_text, metavar=metavar,
+                               help=text)
+
+
+def _logging_argv(args: argparse.Namespace) -> list[str]:
+    argv: list[str] = []
+    for names, dest, metavar, _ in _LOG_ARGS:
+        value = getattr(args, dest, None)
+        if value is None or value is False:
+            continue
+        long_name = next(n for n in names if n.startswith("--"))
+        argv += [long_name] if metavar is None else [f"{long_name}={value}"]
+    return argv
+
+
+def setup_logging(conf: cfg.ConfigOpts) -> None:
+    """oslo.log from ``conf``, with a command's defaults.
+
+    Without a log file, journal or syslog, records go to stderr (oslo.log would
+    use stdout, where the results go), and only warnings from migrator, since
+    the progress already shows each action (and none of oslo.config's
+    deprecation notes: migrator's own warning says what to write instead);
+    ``--debug`` shows everything.
+    """
+    if conf.log_dir and not conf.log_file:
+        conf.set_default("log_file", "migrator.log")
+    console = not (conf.log_file or conf.log_config_append or conf.use_journal
+                   or conf.use_syslog)
+    if console:
+        conf.set_default("use_stderr", True)
+        if not conf.debug:  # oslo.config's deprecation notes: migrator's own say what to write
+            conf.set_default("default_log_levels",
+                             [*conf.default_log_levels, "migrator=WARNING", "oslo_config=ERROR"])
+    try:
+        oslo_logging.setup(conf, "migrator", version=migrator.__version__)
+    except OSError as exc:
+        target = conf.log_config_append or conf.log_file or conf.log_dir
+        raise UsageError(f"cannot set up logging to {target}: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a bad --log-config-append file, say
+        raise UsageError(f"cannot set up logging: {exc}") from None
+
+
+@contextlib.contextmanager
+def restored_logging() -> Iterator[None]:
+    """Undo what setting up logging changed (handlers, levels, the excepthook) at the end
+    of a command, so that calling :func:`migrator.cli.main` leaves its caller as it was."""
+    root = logging.getLogger()
+    handlers, level, hook = list(root.handlers), root.level, sys.excepthook
+    levels = {name: lg.level for name, lg in logging.Logger.manager.loggerDict.items()
+              if isinstance(lg, logging.Logger)}
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        for handler in handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(level)
+        for name, lg in logging.Logger.manager.loggerDict.items():
+            if isinstance(lg, logging.Logger):
+                lg.setLevel(levels.get(name, logging.NOTSET))
+        sys.excepthook = hook
+
+
+def libvirt_module() -> Any:
+    """libvirt-python, with its default error handler silenced: libvirt prints every error
+    on stderr itself, before migrator reports it with what to do."""
+    from migrator import _libvirt
+
+    lv = _libvirt.module()
+    lv.registerErrorHandler(_ignore_libvirt_error, None)
+    return lv
+
+
+def _ignore_libvirt_error(ctx: Any, err: Any) -> None:  # noqa: ARG001 - libvirt's signature
+    """The error is raised as a libvirtError and reported once, by the command."""
+
+
+def load_options(args: argparse.Namespace) -> tuple[flags.Options, str, dict[str, Any]]:
     """The validated options, the virt type and the raw values (ConfigError lists problems)."""
-    return mconf.load(load_conf(config_files))
+    return mconf.load(load_conf(args))
 
 
 def check_disks(args: argparse.Namespace) -> tuple[str, ...]:

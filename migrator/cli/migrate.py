@@ -37,9 +37,7 @@ def register(sub: Any) -> None:
 
 def _open_domain(uri: str, name: str) -> tuple[Any, Any]:
     """(connection, domain) on the source libvirt; MigrationRefused when either is missing."""
-    from migrator import _libvirt
-
-    lv = _libvirt.module()
+    lv = common.libvirt_module()
     try:
         conn = lv.open(uri)
         return conn, conn.lookupByName(name)
@@ -50,7 +48,7 @@ def _open_domain(uri: str, name: str) -> tuple[Any, Any]:
 def run(args: argparse.Namespace) -> int:
     from migrator.driver import LiveMigrationDriver
 
-    conf = common.load_conf(args.config_file)
+    conf = common.load_conf(args)
     disks = common.check_disks(args)
     conn, domain = _open_domain(args.connect, args.domain)
     driver = LiveMigrationDriver(conf, conn)

@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    options, virt_type, _values = common.load_options(args.config_file)
+    options, virt_type, _values = common.load_options(args)
     host, notes = host_facts(args, virt_type)
     migration = flags.MigrationFacts(
         dest=args.dest,
@@ -62,10 +62,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _read_versions(uri: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """libvirt's and QEMU's versions from a read-only connection to ``uri``."""
-    from migrator import _libvirt
-
     try:
-        conn = _libvirt.module().openReadOnly(uri)
+        conn = common.libvirt_module().openReadOnly(uri)
         try:
             return (flags.version_from_int(conn.getLibVersion()),
                     flags.version_from_int(conn.getVersion()))

@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from migrator import simulate
 
-    conf = common.load_conf(args.config_file)
+    conf = common.load_conf(args)
     if args.working_set is not None and args.working_set > args.memory:
         raise UsageError(f"--working-set {units.human_bytes(args.working_set)} is larger than "
                          f"--memory {units.human_bytes(args.memory)}: a guest rewrites only "

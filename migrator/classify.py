@@ -25,6 +25,8 @@ from migrator import constants as c
 from migrator import outcome as o
 
 RUNNING_JOBS = (c.VIR_DOMAIN_JOB_BOUNDED, c.VIR_DOMAIN_JOB_UNBOUNDED)
+# A current job of these types is on its way out (libvirt shows CANCELLED while it cancels).
+ENDING_JOBS = (c.VIR_DOMAIN_JOB_COMPLETED, c.VIR_DOMAIN_JOB_FAILED, c.VIR_DOMAIN_JOB_CANCELLED)
 
 
 class CallEnd(enum.Enum):
@@ -196,13 +198,14 @@ def _our_job_ran(k: Conduct) -> bool:
 
 
 def _handed_over_by_libvirt(f: Facts) -> bool:
-    """libvirt itself says our job moved the guest: our call returned 0, or the source
-    kept our completed job next to a definition shut off by migration."""
+    """libvirt itself says our job moved the guest: our call returned 0, or the
+    source shut the guest off by migration after our job ran."""
     src = f.source
     if f.conduct.call is CallEnd.OK:
         return True
-    return (_our_job_ran(f.conduct) and src.exists
-            and src.last_job == c.VIR_DOMAIN_JOB_COMPLETED)
+    # SHUTOFF/MIGRATED is libvirt's own word that the guest migrated; the definition
+    # cannot be stale: the guest ran when our job started (startup.check_startable)
+    return _our_job_ran(f.conduct) and src.exists and src.state == c.VIR_DOMAIN_SHUTOFF
 
 
 def _undefined_by_our_migration(f: Facts) -> bool:
@@ -290,7 +293,8 @@ def _job_over(f: Facts) -> bool:
     """No job runs: libvirt says so, or our call ended with the job's own error (it
     returns only once the job is over, unless the connection dropped)."""
     k = f.conduct
-    return f.source.job is not None or (k.call is CallEnd.ERROR and not k.call_lost)
+    return f.source.job == c.VIR_DOMAIN_JOB_NONE or (
+        f.source.job is None and k.call is CallEnd.ERROR and not k.call_lost)
 
 
 def _both_run(f: Facts) -> bool:
@@ -334,6 +338,10 @@ RULES: tuple[Rule, ...] = (
     Rule("job-running", "Our job still runs in libvirt: follow it.",
          lambda f: f.source.job_running,
          _follow("job-running", "the job goes on in libvirt")),
+    Rule("job-ending", "libvirt still shows the job, ending (completed, failed or cancelled "
+         "but not gone): wait.",
+         lambda f: f.source.reachable and f.source.job in ENDING_JOBS,
+         _wait("job-ending", "the job is ending")),
     Rule("handing-over", "The source is paused by the migration: the hand-over is under way.",
          lambda f: _paused_for(f.source, c.VIR_DOMAIN_PAUSED_MIGRATION),
          _wait("handing-over", "the source is paused for the hand-over")),

@@ -543,19 +543,40 @@ ALL_LIBVIRT_OPTS = libvirt_opts
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """Register migrator's options on ``conf`` (a compute service's own CONF).
 
+    Options the service has registered already under the same name are left
+    alone and their values are read: Nova registers 16 of the ``[libvirt]``
+    options and ``max_concurrent_live_migrations`` itself (same names and
+    defaults, its own help text), and oslo.config refuses a second definition.
+    Only what the service lacks is added.  Values read from the service's
+    options are still checked against migrator's bounds by :func:`read_values`.
+
     oslo.config keeps option values and overrides on the ``OptGroup`` object, so
     each ``ConfigOpts`` gets its own group: two configurations in one process
     (a service and a test, or two tests) never share state.
     """
     group = cfg.OptGroup(libvirt_group.name, title=libvirt_group.title, help=libvirt_group.help)
-    conf.register_group(group)
-    conf.register_opts(ALL_LIBVIRT_OPTS, group=group)
-    conf.register_opts(default_opts)
+    conf.register_group(group)  # a no-op when the service has the group already
+    for group_name, opts in list_missing_opts(conf):
+        conf.register_opts(opts, group=None if group_name == "DEFAULT" else group_name)
 
 
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     """Options for ``oslo-config-generator --namespace migrator``."""
     return [("DEFAULT", list(default_opts)), (libvirt_group.name, list(ALL_LIBVIRT_OPTS))]
+
+
+def list_missing_opts(conf: cfg.ConfigOpts) -> list[tuple[str, list[cfg.Opt]]]:
+    """Like :func:`list_opts`, without the options ``conf`` already has.
+
+    For a service that registers some of the same options itself: its sample
+    configuration then lists each option once (see ``migrator.nova.opts``).
+    """
+    missing = []
+    for group_name, opts in list_opts():
+        have = conf if group_name == "DEFAULT" else (
+            conf[group_name] if group_name in conf else {})
+        missing.append((group_name, [o for o in opts if o.dest not in have]))
+    return missing
 
 
 def _fix_hint(opt: cfg.Opt) -> str:
@@ -633,6 +654,10 @@ def read_values(conf: cfg.ConfigOpts) -> dict[str, object]:
         for opt in opts:
             try:
                 values[opt.dest] = getattr(group, opt.dest)
+                if name == "libvirt" and values[opt.dest] is not None:
+                    # the service's own option (Nova's) may allow values that break a
+                    # migration (a monitor interval of 0): migrator's bounds apply
+                    opt.type(values[opt.dest])
             except (cfg.ConfigFileValueError, ValueError) as exc:
                 problems.append(_explain(name, opt, exc))
             except (cfg.TemplateSubstitutionError, cfg.NoSuchOptError) as exc:

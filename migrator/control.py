@@ -43,15 +43,16 @@ class Controls:
     def __init__(self, *, domain: Callable[[], Any], reconnect: Callable[[str], bool],
                  now: Callable[[], float], conduct: Conduct, journal: Journal, policy: Policy,
                  abort_timeout: float, worker: Worker | None,
-                 may_run: Callable[[], bool], on_post_copy: Callable[[], None]):
+                 may_run: Callable[[], bool], on_post_copy: Callable[[], None],
+                 ours_now: Callable[[], bool]):
         self._domain, self._reconnect, self._now = domain, reconnect, now
         self.conduct, self.journal, self.policy = conduct, journal, policy
         self.abort_timeout = abort_timeout
         self.abort_req: Request | None = None  # the user's abort, until libvirt answers
         self.abort_error: str | None = None  # why the last abortJob was refused
-        self.foreign = False  # the last running job read was not ours: hands off
         self.stopping = False  # the service stops: settle as soon as possible
         self._worker, self._may_run, self._on_post_copy = worker, may_run, on_post_copy
+        self._ours_now = ours_now  # reads the job: is the one running now ours?
         self._requests: collections.deque[Request] = collections.deque()
         self._lock = threading.Lock()
         self._closed = False
@@ -140,7 +141,7 @@ class Controls:
         The error of a refusal is kept in ``abort_error``.
         """
         self.abort_error = None
-        if self.foreign:
+        if not self._ours_now():
             self.journal.once("abort held back: the running job is not ours", self._now())
             self.abort_error = "the running job is not ours"
             return False

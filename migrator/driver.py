@@ -1,20 +1,19 @@
-"""LiveMigrationDriver: start-up checks, one migration end to end, shutdown and re-attach.
+"""LiveMigrationDriver: start-up checks, the queue, threads and callbacks, shutdown, re-attach.
 
-The driver is the only part of migrator that owns threads and libvirt
-connections.  Per migration it opens two connections of its own to the source
-libvirt: one blocks in ``migrateToURI3``, the other carries the monitor's
-``jobStats`` polls and the control calls (abort, post-copy, suspend, downtime),
-because libvirt 9.0's client can hang when both share one connection.  Both
-are closed when the migration has settled.  A migration waiting for a slot
-holds no thread.
+The driver (with :mod:`migrator.execution`, what each migration's thread does)
+is the only part of migrator that owns threads and libvirt connections.  Per
+migration it opens two connections of its own to the source libvirt: one
+blocks in ``migrateToURI3``, the other carries the monitor's ``jobStats``
+polls and the control calls (abort, post-copy, suspend, downtime), because
+libvirt 9.0's client can hang when both share one connection.  Both are
+closed when the migration has settled.  A migration waiting for a slot holds
+no thread.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from oslo_config import cfg
@@ -24,6 +23,7 @@ from migrator import (
     _libvirt,
     concurrency,
     exception,
+    execution,
     flags,
     forecast,
     measure,
@@ -33,48 +33,21 @@ from migrator import (
 )
 from migrator import conf as mconf
 from migrator import constants as c
-from migrator.classify import CallEnd, Conduct
 from migrator.clock import Clock, RealClock
-from migrator.concurrency import SlotQueue, Worker
-from migrator.facts import Destination, SourceView, close_all
+from migrator.concurrency import SlotQueue
+from migrator.execution import Job
+from migrator.facts import close_all
 from migrator.handle import MigrationHandle
-from migrator.monitor import Hooks, Monitor
-from migrator.outcome import (
-    CANCELLED,
-    COMPLETED,
-    FAILED,
-    POSTCOPY_FAILED,
-    UNKNOWN,
-    MigrationOutcome,
-    Outcome,
-)
+from migrator.monitor import Hooks
+from migrator.outcome import CANCELLED, FAILED, MigrationOutcome
 from migrator.predict import Prediction
-from migrator.progress import Progress, ProgressTracker
-from migrator.recovery import Recovery, recover
+from migrator.progress import Progress
 from migrator.request import MigrationRequest, build, check_against_guest
 from migrator.startup import RunningMigration
 
 LOG = logging.getLogger(__name__)
 
 Callback = Callable[[MigrationOutcome], Any]
-
-
-@dataclass
-class _Job:
-    """Everything one migration's thread needs (never referenced by the handle)."""
-
-    handle: MigrationHandle
-    dom: Any
-    request: MigrationRequest
-    post_method: Callback
-    recover_method: Callback
-    hooks: Hooks
-    conns: list[Any] = dataclasses.field(default_factory=list)
-    reattach: RunningMigration | None = None
-
-    @property
-    def label(self) -> str:
-        return f"[{self.handle.name} -> {self.handle.dest}] "
 
 
 class LiveMigrationDriver:
@@ -141,22 +114,23 @@ class LiveMigrationDriver:
                 LOG.warning("%s: %s", decision.item, decision.reason)
         self.host, self.options, self.values = host, options, values
         self._source_uri = conn.getURI()
-        self._slots = SlotQueue(int(values["max_concurrent_live_migrations"])
-                                if self.queue else None, self._launch)
+        limit = int(values["max_concurrent_live_migrations"]) if self.queue else 0
+        # None: no queue (the caller queues); a service's 0 (Nova's) means no limit too
+        self._slots = SlotQueue(limit or None, self._launch)
         self._stopping.clear()
         self.running_at_start = startup.running_migrations(conn)
         startup.log_found(self.running_at_start, self._active)
         return host
 
-    def cleanup_host(self, timeout: float = 30.0) -> list[MigrationOutcome]:
+    def cleanup_host(self, timeout: float = 30.0) -> list[MigrationHandle]:
         """Stop, as a service does before it exits (Nova's ``cleanup_host``).
 
         Queued migrations are cancelled (``recover_method`` with ``cancelled``).
-        Running ones go on inside libvirt (peer-to-peer); their monitors let go
-        and each settles ``unknown`` (do not roll back) with the reason; after
-        the restart :meth:`reattach` follows them again.  Returns the outcomes of
-        the migrations that were still running, once every callback has run (or
-        ``timeout`` seconds passed).
+        Running ones go on inside libvirt (peer-to-peer): their monitors let go
+        and each settles ``unknown`` (rule ``service-stopped``: do not roll back)
+        unless its end is established at that moment; after the restart,
+        :meth:`reattach` follows the job again.  Returns the handles that were
+        running, once their callbacks ran (or ``timeout`` seconds passed).
         """
         self._stopping.set()
         for job in self._slots.drain():
@@ -164,11 +138,10 @@ class LiveMigrationDriver:
                                    "is stopping")
         running = self.active_migrations()
         for handle in running:
-            handle.stop("the service is stopping")
+            handle.stop()
         for handle in running:
             handle.wait(timeout)
-        return [h.outcome for h in running if h.outcome is not None
-                and h.outcome.rule == "service-stopped"]
+        return running
 
     def pre_live_migration(self) -> dict[str, Any]:
         """On the destination: what the source needs from it (Nova's migrate_data)."""
@@ -180,6 +153,9 @@ class LiveMigrationDriver:
     def _require_init(self) -> tuple[flags.HostFacts, flags.Options]:
         if self.host is None or self.options is None:
             raise exception.MigratorError("call init_host() before migrating")
+        if self._stopping.is_set():
+            raise exception.MigratorError("the driver is stopped (cleanup_host); call "
+                                          "init_host() to use it again")
         return self.host, self.options
 
     # -- one migration ------------------------------------------------------------------
@@ -187,7 +163,7 @@ class LiveMigrationDriver:
     def plan(self, domain: Any, request: MigrationRequest) -> flags.Plan:
         """The migrateToURI3 call this driver would make for ``domain`` now."""
         host, options = self._require_init()
-        state = concurrency.blocking(domain).state()[0]
+        state = concurrency.blocking(domain).info()[0]  # as Nova reads it (its fake lacks state())
         facts = flags.MigrationFacts(
             dest=request.dest,
             inbound_addr=request.inbound_addr,
@@ -241,10 +217,14 @@ class LiveMigrationDriver:
         handle = MigrationHandle(dom.name(), dom.UUIDString(), request.dest,
                                  on_abort_before_start=self._abort_queued)
         handle.plan = plan
-        job = _Job(handle, dom, request, post_method, recover_method,
+        job = Job(handle, dom, request, post_method, recover_method,
                    Hooks(on_progress, on_sample, on_post_copy, on_action))
         self._register(handle)
-        self._slots.submit(handle, job)
+        job.inline = True  # a thread that cannot start now is an error raised here
+        try:
+            self._slots.submit(handle, job)
+        finally:
+            job.inline = False
         return handle
 
     def reattach(
@@ -278,7 +258,7 @@ class LiveMigrationDriver:
         handle = MigrationHandle(found.name, found.uuid, request.dest)
         handle.plan = plan
         handle.status = "running"
-        job = _Job(handle, dom, request, post_method, recover_method,
+        job = Job(handle, dom, request, post_method, recover_method,
                    Hooks(on_progress, on_sample, on_post_copy, on_action), reattach=found)
         self._register(handle)
         self._slots.occupy()
@@ -307,17 +287,24 @@ class LiveMigrationDriver:
 
     # -- threads ------------------------------------------------------------------------
 
-    def _launch(self, job: _Job) -> None:
-        """Start the migration's thread; if that fails, settle it (never raises)."""
+    def _launch(self, job: Job) -> None:
+        """Start the migration's thread; if that fails, settle it (or, inside
+        ``live_migration()``, raise: nothing started, no callback)."""
         if job.reattach is None:
             job.handle.status = "preparing"  # it left the queue, in queue order
         try:
             concurrency.spawn(lambda: self._run(job), f"migrator-{job.handle.name}")
         except BaseException as exc:  # noqa: BLE001 - e.g. "can't start new thread"
             LOG.error("%scould not start the migration's thread: %s", job.label, exc)
-            self._finish(job, self._unstarted(job.handle, FAILED,
-                                              f"could not start a thread: {exc}"))
             self._slots.release()
+            if job.inline:  # still inside live_migration(): refuse, no callback
+                with self._active_lock:
+                    self._active.pop(job.handle.uuid, None)
+                raise exception.MigratorError(
+                    f"{job.handle.name}: could not start the migration's thread ({exc}); "
+                    "nothing was started") from exc
+            self._finish(job, execution.unstarted(job.handle, FAILED,
+                                              f"could not start a thread: {exc}"))
 
     def _abort_queued(self, handle: MigrationHandle) -> None:
         """abort() before a monitor took over: a queued migration is settled at once."""
@@ -325,156 +312,27 @@ class LiveMigrationDriver:
         if job is not None:
             self._settle_unstarted(job, CANCELLED, "cancelled while queued")
 
-    def _settle_unstarted(self, job: _Job, status: str, error: str) -> None:
+    def _settle_unstarted(self, job: Job, status: str, error: str) -> None:
         handle = job.handle
-        outcome = self._unstarted(handle, status, error)
+        outcome = execution.unstarted(handle, status, error)
         try:  # the callback runs in a thread of its own, as for every migration
             concurrency.spawn(lambda: self._finish(job, outcome), f"migrator-{handle.name}")
         except BaseException:  # noqa: BLE001 - no thread to be had: run it here
             self._finish(job, outcome)
 
-    def _run(self, job: _Job) -> None:
+    def _run(self, job: Job) -> None:
         outcome: MigrationOutcome | None = None
         try:
-            outcome = self._migrate(job)
+            outcome = execution.execute(self._env(), job)
         except BaseException as exc:  # noqa: BLE001 - settled below, truthfully
-            outcome = self._crashed(job, exc)
+            outcome = execution.crashed(job, exc)
         finally:
             close_all(job.conns)
             self._slots.release()
             if outcome is not None:
                 self._finish(job, outcome)
 
-    def _crashed(self, job: _Job, exc: BaseException) -> MigrationOutcome:
-        handle = job.handle
-        if handle.status in ("queued", "preparing"):
-            LOG.exception("%smigration could not start", job.label)
-            return self._unstarted(handle, FAILED, f"{type(exc).__name__}: {exc}")
-        LOG.exception("%sthe monitor stopped unexpectedly", job.label)
-        return MigrationOutcome(
-            status=UNKNOWN, mode=None, total_seconds=0.0, downtime_ms=None, passes=0,
-            error=f"the monitor stopped ({type(exc).__name__}: {exc}) while the job may go "
-            "on in libvirt: do not roll back; check which host runs the guest",
-            rule="monitor-stopped", domain=handle.name, uuid=handle.uuid, dest=handle.dest,
-            plan=handle.plan)
-
-    def _unstarted(self, handle: MigrationHandle, status: str, error: str) -> MigrationOutcome:
-        return MigrationOutcome(
-            status=status, mode=None, total_seconds=0.0, downtime_ms=None, passes=0,
-            error=error, rule="not-started", domain=handle.name, uuid=handle.uuid,
-            dest=handle.dest, plan=handle.plan)
-
-    def _migrate(self, job: _Job) -> MigrationOutcome:
-        handle = job.handle
-        if job.reattach is None:
-            if handle.cancelled:
-                return self._unstarted(handle, CANCELLED, "cancelled while queued")
-            handle.plan = self.plan(job.dom, job.request)  # facts may have changed while queued
-        plan = handle.plan
-        assert plan is not None
-        monitor = self._monitor(job, plan)
-        handle.attach(monitor)
-        handle.status = "running"
-        monitor.start()
-        result = monitor.run()
-        return self._after(job, monitor, result)
-
-    def _monitor(self, job: _Job, plan: flags.Plan) -> Monitor:
-        handle, source_uri = job.handle, self._source_uri
-
-        def reconnect() -> Any:
-            conn = self._connect(source_uri)
-            job.conns.append(conn)
-            return concurrency.blocking(conn.lookupByUUIDString(handle.uuid))
-
-        mon_dom = reconnect()
-        settings = monitoring.settings(self.conf, mon_dom, plan, job.request)
-        conduct, worker, started = self._conduct(job, plan, mon_dom, reconnect)
-        if job.reattach is None:
-            LOG.info("%sstarting: flags %s (%s), uri %s, params %s", job.label, plan.flags,
-                     "|".join(n[len("VIR_MIGRATE_"):] for n in plan.flag_names),
-                     uri.mask_credentials(plan.uri), plan.display_params())
-        dest = Destination(self._connect, job.request.dest_connect_uri, handle.uuid, job.conns)
-        conf = self.conf
-        policy = monitoring.make_policy(conf, settings, plan, self._policy_factory)
-        return Monitor(
-            domain=mon_dom, reconnect=reconnect, worker=worker, clock=self.clock,
-            policy=policy, tunables=lambda: monitoring.tunables(conf),
-            progress=ProgressTracker(settings.monitor_interval,
-                                     lambda: policy.applied_downtime_ms,
-                                     lambda: policy.in_post_copy),
-            config=monitoring.loop_config(conf, settings, job.label, self.poll_interval,
-                                          self.abort_timeout),
-            hooks=self._hooks(job), dest=dest.facts, conduct=conduct, job_started=started,
-        )
-
-    def _conduct(self, job: _Job, plan: flags.Plan, mon_dom: Any,
-                 reconnect: Callable[[], Any]) -> tuple[Conduct, Worker | None, float | None]:
-        persistent = bool(mon_dom.isPersistent())
-        undefine = plan.has(c.VIR_MIGRATE_UNDEFINE_SOURCE)
-        found = job.reattach
-        if found is not None:
-            conduct = Conduct(call=CallEnd.NONE, reattached=True, persistent=persistent,
-                              undefine_source=undefine, post_copy=found.post_copy)
-            return conduct, None, self.clock.now() - found.elapsed
-        refused = startup.foreign_job(mon_dom)
-        if refused:
-            return (Conduct(call=CallEnd.NONE, refused=refused, persistent=persistent,
-                            undefine_source=undefine), None, None)
-        mig_dom = reconnect()
-        worker = Worker(lambda: mig_dom.migrateToURI3(plan.uri, plan.params, plan.flags),
-                        f"migrator-op-{job.handle.name}")
-        return Conduct(persistent=persistent, undefine_source=undefine), worker, None
-
-    def _hooks(self, job: _Job) -> Hooks:
-        handle, on_progress = job.handle, job.hooks.on_progress
-
-        def progress(p: Progress) -> None:
-            handle.progress = p
-            if on_progress is not None:
-                on_progress(p)
-
-        return Hooks(progress, job.hooks.on_sample, job.hooks.on_post_copy, job.hooks.on_action)
-
-    def _after(self, job: _Job, monitor: Monitor, result: Outcome) -> MigrationOutcome:
-        """Recover a failed post-copy, tidy the source, read the downtime."""
-        handle, plan, conns = job.handle, job.handle.plan, job.conns
-        assert plan is not None
-        source = SourceView(self._connect, self._source_uri, handle.uuid, conns)
-        dest = Destination(self._connect, job.request.dest_connect_uri, handle.uuid, conns)
-        if result.status == POSTCOPY_FAILED:
-            handle.status = "recovering"
-            recover(result, self._recovery(job, source, dest))
-        our_job_moved = result.status == COMPLETED and monitor.conduct.call is not CallEnd.OK
-        if our_job_moved and plan.has(c.VIR_MIGRATE_UNDEFINE_SOURCE):
-            # libvirt finished without our client, so its Confirm phase (which
-            # undefines) may not have run: a shut-off definition may be left behind
-            note = source.undefine_leftover()
-            if note:
-                result.notes.append(note)
-        handle.detach()
-        monitor.domain = None  # a settled handle must not keep the libvirt connections alive
-        if monitor.worker is not None:
-            monitor.worker.forget()
-        outcome = MigrationOutcome.of(result, domain=handle.name, uuid=handle.uuid,
-                                      dest=handle.dest, plan=plan)
-        if outcome.succeeded:
-            outcome.downtime_ms = dest.downtime_ms()
-        if outcome.progress is not None:
-            monitor.report_final(outcome.progress, outcome.notes)
-        return outcome
-
-    def _recovery(self, job: _Job, source: SourceView, dest: Destination) -> Recovery:
-        assert self.host is not None and job.handle.plan is not None
-        return Recovery(
-            source=source, plan=job.handle.plan, clock=self.clock,
-            libvirt_version=self.host.libvirt_version,
-            timeout=self.conf.libvirt.live_migration_postcopy_recovery_timeout,
-            poll_interval=self.poll_interval,
-            # without a way to look, the guest is assumed to wait on the destination
-            dest_gone=dest.lacks_guest, label=job.label, stopping=self._stopping)
-
-    def _finish(self, job: _Job, outcome: MigrationOutcome) -> None:
+    def _finish(self, job: Job, outcome: MigrationOutcome) -> None:
         """Exactly one callback, whatever it raises; then ``wait()`` returns."""
         handle = job.handle
         outcome.migrate_data = job.request.migrate_data
@@ -494,6 +352,15 @@ class LiveMigrationDriver:
             handle.released()
 
     # -- helpers ------------------------------------------------------------------------
+
+    def _env(self) -> execution.Env:
+        assert self.host is not None
+        return execution.Env(
+            conf=self.conf, clock=self.clock, connect=self._connect,
+            source_uri=self._source_uri, plan=self.plan,
+            libvirt_version=self.host.libvirt_version, poll_interval=self.poll_interval,
+            abort_timeout=self.abort_timeout, policy_factory=self._policy_factory,
+            stopping=self._stopping)
 
     def _connect(self, uri_: str) -> Any:
         opener = self._open or _libvirt.module().open

@@ -29,6 +29,7 @@ KNOWN_JOB_TYPES = frozenset(range(c.VIR_DOMAIN_JOB_NONE, c.VIR_DOMAIN_JOB_CANCEL
 # time this far from the job we followed so far) is another one.  libvirt's job
 # starts inside our call; the slack absorbs the latency of the calls around it.
 JOB_START_SLACK = 5.0
+VIR_DOMAIN_CONTROL_JOB = 1  # virDomainControlState: a background job is running
 # Seconds a look at the destination may take before it counts as unreachable.
 DEST_TIMEOUT = 5.0
 
@@ -84,6 +85,40 @@ class JobReader:
         return Reading(problem=text, failed=True)
 
 
+def refused_by_job_lock(code: int | None, message: str) -> bool:
+    """Our ``migrateToURI3`` never got the domain's job: another job held it."""
+    text = message.lower()
+    return (code == c.VIR_ERR_OPERATION_TIMEOUT and "state change lock" in text) or (
+        "job is already running" in text or "another migration job" in text)
+
+
+class NoDomainError(Exception):
+    """NO_DOMAIN, as libvirt raises it (for :class:`GoneDomain`)."""
+
+    def get_error_code(self) -> int:
+        return c.VIR_ERR_NO_DOMAIN
+
+    def get_error_message(self) -> str:
+        return str(self)
+
+
+class GoneDomain:
+    """Stands for a guest the source no longer has: every call raises NO_DOMAIN.
+
+    A reconnect that finds the guest gone must say so (it moved, or was
+    undefined), not look like an unreachable daemon.
+    """
+
+    def __init__(self, what: str):
+        self._what = what
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def gone(*args: Any, **kwargs: Any) -> Any:
+            raise NoDomainError(self._what)
+
+        return gone
+
+
 class JobIdentity:
     """Tells our job from another one by when each began (``time_elapsed``).
 
@@ -96,6 +131,10 @@ class JobIdentity:
     def __init__(self, called_at: float | None = None, started: float | None = None):
         self.called_at = called_at
         self._known = None if started is None else (started, started)
+        self.none_ours = False  # our call never got the job: every job is another's
+
+    def disown(self) -> None:
+        self.none_ours = True
 
     def start_window(self, sample: JobSample, before: float, after: float
                      ) -> tuple[float, float] | None:
@@ -105,6 +144,8 @@ class JobIdentity:
         return before - elapsed, after - elapsed
 
     def is_ours(self, sample: JobSample, before: float, after: float) -> bool:
+        if self.none_ours:
+            return False
         window = self.start_window(sample, before, after)
         if window is None:
             return True
@@ -141,12 +182,24 @@ def read_source(domain: Any, identify: Callable[[JobSample], bool],
         reading = (reader or JobReader()).read(domain)
         if reading.lost:
             return UNREACHABLE
-        job = reading.sample.type if reading.sample is not None else None
-        if reading.running:
-            assert reading.sample is not None
-            ours = identify(reading.sample)
+        sample = reading.sample
+        if sample is not None and sample.type == c.VIR_DOMAIN_JOB_NONE and has_job(domain):
+            sample = JobSample(type=c.VIR_DOMAIN_JOB_UNBOUNDED)  # begun, no stats yet
+        job = sample.type if sample is not None else None
+        if job in RUNNING_JOBS:
+            assert sample is not None
+            ours = identify(sample)
     last_job, last_error = (None, None) if job in RUNNING_JOBS else _last_job(domain)
     return SourceFacts(True, True, state, reason, job, ours, last_job, last_error)
+
+
+def has_job(domain: Any) -> bool:
+    """libvirt's control state says a job is on the domain (jobStats may still say NONE
+    while it begins); False when libvirt cannot say."""
+    try:
+        return domain.controlInfo()[0] == VIR_DOMAIN_CONTROL_JOB
+    except Exception:  # noqa: BLE001 - libvirtError, or an old libvirt
+        return False
 
 
 def _last_job(domain: Any) -> tuple[int | None, str | None]:

@@ -168,6 +168,10 @@ def check_template(template: str, marker: str) -> Findings:
             "the guests are (another path or none is another daemon or an error)")
     if parts.fragment:
         found.problems.append(f"{OPTION} must not have a '#' fragment")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port when it is read
+    except ValueError:
+        found.problems.append(f"{OPTION}: the port after '%s' is not a number from 0 to 65535")
     if parts.password is not None:
         found.warnings.append(
             "libvirt takes no password from a URI: it reads 'user:password' whole as the user "

@@ -49,7 +49,7 @@ from migrator.classify import (
 from migrator.clock import Clock
 from migrator.concurrency import Worker
 from migrator.control import Controls
-from migrator.facts import JobIdentity, JobReader, Reading, read_source
+from migrator.facts import JobIdentity, JobReader, Reading, read_source, refused_by_job_lock
 from migrator.journal import Journal
 from migrator.outcome import (  # noqa: F401 - re-exported: the statuses' historical home
     CANCELLED,
@@ -140,14 +140,15 @@ class Monitor:
             domain=lambda: self.domain, reconnect=self._reconnect, now=self.now,
             conduct=self.conduct, journal=self.journal, policy=policy,
             abort_timeout=config.abort_timeout, worker=worker, may_run=self._job_may_run,
-            on_post_copy=lambda: self._hook("post-copy hook", hooks.on_post_copy))
+            on_post_copy=lambda: self._hook("post-copy hook", hooks.on_post_copy),
+            ours_now=self._ours_now)
         self.wake = threading.Event()
         self._start = clock.now() if job_started is None else job_started
         self._reader = JobReader()
         self._errors = 0  # consecutive unexplained jobStats failures
-        self._identity = JobIdentity(
-            called_at=clock.now() if worker is None and job_started is None else None,
-            started=job_started)
+        self._identity = JobIdentity(started=job_started)
+        if worker is None and not self.conduct.reattached:
+            self._identity.disown()  # nothing was started: any job is somebody else's
         self._window = (clock.now(), clock.now())  # the clock around the last jobStats
         self._last_seen = clock.now()  # the last running sample of our job (clock time)
         self._follow_job = self.conduct.reattached
@@ -249,6 +250,11 @@ class Monitor:
             self.conduct.call_error = error_message(err)
             self.conduct.call_code = error_code(err)
             self.conduct.call_lost = connection_lost(err)
+            if refused_by_job_lock(self.conduct.call_code, self.conduct.call_error):
+                # another job held the domain all along: whatever ran was not ours
+                self._identity.disown()
+                self.conduct.seen_running = False
+                self._follow_job = False
         return True
 
     def _over(self, reading: Reading) -> bool:
@@ -258,7 +264,8 @@ class Monitor:
         if reading.running:
             assert reading.sample is not None
             return not self._identify(reading.sample)
-        return reading.finishing or reading.sample is not None
+        no_job = reading.sample is not None and reading.sample.type == c.VIR_DOMAIN_JOB_NONE
+        return reading.finishing or no_job
 
     def _take(self, reading: Reading) -> None:
         if reading.sample is None:
@@ -270,7 +277,6 @@ class Monitor:
         if not reading.running:
             return
         if not self._identify(sample):
-            self.controls.foreign = True
             self.journal.once("a migration job migrator did not start runs on the domain; "
                               "it is not touched", self.now(), std_logging.WARNING)
             return
@@ -287,13 +293,20 @@ class Monitor:
             self._report_progress(progress)
 
     def _seen(self, sample: Any) -> None:
-        self.controls.foreign = False
         self.conduct.seen_running = True
         self._last_seen = self.clock.now()
         self._identity.seen(sample, *self._window)
         self._passes = max(self._passes, sample.memory_iteration)
         if sample.memory_postcopy_requests and not self.controls.in_post_copy():
             self.controls.post_copy_seen()
+
+    def _ours_now(self) -> bool:
+        """Is the job running on the domain now ours (or is there none)?  Read afresh."""
+        before = self.clock.now()
+        reading = self._reader.read(self.domain)
+        if not reading.running:  # none, or one without stats yet: ours unless disowned
+            return not self._identity.none_ours
+        return self._identity.is_ours(reading.sample, before, self.clock.now())
 
     def _identify(self, sample: Any) -> bool:
         return self._identity.is_ours(sample, *self._window)

@@ -1,14 +1,12 @@
 """How one migration is monitored, from the options: its policy and the monitor's settings.
 
 Read at the start of each migration (``tunables`` on every pass, so an operator
-can change them mid-job).  No libvirt call but ``dom.info()`` for the guest's
-memory size.
+can change them mid-job).  No libvirt call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from oslo_config import cfg
 
@@ -36,9 +34,9 @@ def loop_config(conf: cfg.ConfigOpts, settings: MonitorSettings, label: str,
                       settings.data_gb, label)
 
 
-def settings(conf: cfg.ConfigOpts, dom: Any, plan: Plan,
+def settings(conf: cfg.ConfigOpts, memory: int, plan: Plan,
              request: MigrationRequest) -> MonitorSettings:
-    memory = int(dom.info()[1]) * 1024  # maxMem in KiB
+    """``memory``: the guest's in bytes (it scales the downtime ramp and the timeout)."""
     lv = conf.libvirt
     sizes = request.disk_sizes if plan.has(c.VIR_MIGRATE_NON_SHARED_INC) else ()
     return MonitorSettings(

@@ -18,7 +18,8 @@ from oslo_log import log as logging
 
 from migrator import concurrency, exception
 from migrator import constants as c
-from migrator._libvirt import error_message
+from migrator._libvirt import error_code, error_message
+from migrator.facts import has_job
 from migrator.jobstats import JobSample
 
 LOG = logging.getLogger(__name__)
@@ -65,6 +66,19 @@ def check_startable(dom: Any) -> None:
         raise exception.MigrationRefused(refusal)
 
 
+def refusal(dom: Any) -> str | None:
+    """Why ``dom`` cannot be migrated now (None: it can); for a start after a wait."""
+    try:
+        check_startable(dom)
+    except exception.MigrationRefused as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - libvirtError
+        if error_code(exc) == c.VIR_ERR_NO_DOMAIN:
+            return "the guest is no longer on the source"
+        raise
+    return None
+
+
 def foreign_job(dom: Any) -> str | None:
     """Why ``dom`` cannot be migrated now because of a job on it (None: it has none)."""
     try:
@@ -73,7 +87,9 @@ def foreign_job(dom: Any) -> str | None:
         LOG.debug("jobStats before the start failed: %s", error_message(exc))
         return None
     if stats.get("type", c.VIR_DOMAIN_JOB_NONE) == c.VIR_DOMAIN_JOB_NONE:
-        return None
+        if not has_job(dom):
+            return None
+        stats = {"type": c.VIR_DOMAIN_JOB_UNBOUNDED}  # one that is just beginning
     return (f"{dom.name()} already has {_describe(stats)} that migrator did not start; "
             "migrator never touches another job: wait for it to end, or end it "
             "(virsh domjobabort) and try again")

@@ -170,15 +170,45 @@ def is_encrypted_transport(name: str) -> bool:
     return name in libvirt_uri.ENCRYPTED_TRANSPORTS
 
 
-def control_uri(dest: str, scheme: str | None = None, template: str | None = None) -> str:
-    """``qemu+<scheme>://<dest>/system``, or the deprecated template with ``dest``.
+def split_address(address: str) -> tuple[str, int | None]:
+    """(host, port) of a validated address; a bare IPv6 literal has no port."""
+    return _split_port(address)
 
-    ``dest`` must already be validated (:func:`validate_address`).
+
+def host_part(address: str) -> str:
+    """A validated address without its port (a certificate or host name never has one)."""
+    return split_address(address)[0]
+
+
+def control_uri(dest: str, scheme: str | None = None, template: str | None = None,
+                via: str | None = None) -> str:
+    """``qemu+<scheme>://<host>[:<port>]/system``, or the deprecated template.
+
+    The host is that of ``via`` (the destination's inbound address) or of
+    ``dest``; the port only ever that of ``dest``: libvirtd's port on the
+    destination host.  A port in the inbound address is QEMU's data port
+    (:func:`data_uri`), never libvirtd's.  Addresses must already be validated
+    (:func:`validate_address`).
     """
-    host = uri_host(dest)
+    host = host_part(via or dest)
+    port = split_address(dest)[1]
     if template:
-        return template % host
-    return f"qemu+{scheme or 'tcp'}://{host}/system"
+        if port is not None and template_port(template) is not None:
+            raise exception.InvalidAddress(
+                f"destination host {_describe(dest)} has a port, and live_migration_uri names "
+                "its own: give the destination without a port or unset the template's port"
+            )
+        return template % _join(host, port)
+    return f"qemu+{scheme or 'tcp'}://{_join(host, port)}/system"
+
+
+def template_port(template: str) -> int | None:
+    """The port a (validated) ``live_migration_uri`` template gives after its ``%s``."""
+    return urlsplit(template.replace("%s", _MARKER)).port
+
+
+def _join(host: str, port: int | None) -> str:
+    return uri_host(host) + ("" if port is None else f":{port}")
 
 
 def data_uri(address: str) -> str:

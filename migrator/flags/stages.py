@@ -226,15 +226,23 @@ def _extra_flags(d: Draft, i: Inputs) -> None:
 
 def _control_uri(d: Draft, i: Inputs) -> None:
     m, options = i.migration, i.options
-    d.control_uri = uri.control_uri(m.inbound_addr or m.dest, options.scheme,
-                                    options.uri_template)
+    d.control_uri = uri.control_uri(m.dest, options.scheme, options.uri_template,
+                                    via=m.inbound_addr)
     via = "the destination's inbound address" if m.inbound_addr else "the destination " \
         "host name (the destination sent no inbound address)"
     how = " from the deprecated live_migration_uri template" if options.uri_template else \
         f" over {i.transport}"
     chosen_by = "live_migration_uri" if options.uri_template else "live_migration_scheme"
-    d.note("uri", "chosen", f"control connection to {via}{how}", chosen_by,
-           "live_migration_inbound_addr")
+    d.note("uri", "chosen", f"control connection to {via}{how}{_data_port_note(m)}",
+           chosen_by, "live_migration_inbound_addr")
+
+
+def _data_port_note(m: MigrationFacts) -> str:
+    if m.inbound_addr is None or uri.split_address(m.inbound_addr)[1] is None:
+        return ""
+    return (" (its port is QEMU's data port: the control connection uses libvirtd's port"
+            + (", the one the destination host name gives)" if uri.split_address(m.dest)[1]
+               else " for the transport)"))
 
 
 def _bandwidth(d: Draft, i: Inputs) -> None:
@@ -253,9 +261,11 @@ def _data_uri(d: Draft, i: Inputs) -> None:
         d.note("migrate_uri", "set", "the data goes to the destination's inbound address",
                "live_migration_inbound_addr")
     elif inbound:
+        port = uri.split_address(inbound)[1]
         d.note("migrate_uri", "omitted", "a tunnelled migration carries the data in the "
-               "control connection; libvirt refuses a data URI with it",
-               "live_migration_tunnelled")
+               "control connection; libvirt refuses a data URI with it" + (
+                   f", so the data port {port} of the inbound address is not used"
+                   if port else ""), "live_migration_tunnelled", warning=port is not None)
     else:
         d.note("migrate_uri", "omitted", "no inbound address from the destination: libvirt "
                "picks the destination's address", "live_migration_inbound_addr")
@@ -263,9 +273,10 @@ def _data_uri(d: Draft, i: Inputs) -> None:
 
 def _tls_destination(d: Draft, i: Inputs) -> None:
     m = i.migration
-    if i.options.native_tls and d.migrate_uri and m.inbound_addr != m.dest:
-        d.set_param(constants.VIR_MIGRATE_PARAM_TLS_DESTINATION, m.dest,
-                    f"the data goes to {m.inbound_addr}, but the certificate names {m.dest}",
+    name = uri.host_part(m.dest)  # what the certificate names: a host, never a port
+    if i.options.native_tls and d.migrate_uri and uri.host_part(m.inbound_addr or "") != name:
+        d.set_param(constants.VIR_MIGRATE_PARAM_TLS_DESTINATION, name,
+                    f"the data goes to {m.inbound_addr}, but the certificate names {name}",
                     "live_migration_with_native_tls", "live_migration_inbound_addr")
 
 

@@ -68,6 +68,8 @@ VIR_CONNECT_CLOSE_REASON_ERROR = 0
 VIR_CONNECT_CLOSE_REASON_EOF = 1
 VIR_CONNECT_CLOSE_REASON_KEEPALIVE = 2
 VIR_CONNECT_CLOSE_REASON_CLIENT = 3
+VIR_DOMAIN_CONTROL_OK = 0
+VIR_DOMAIN_CONTROL_JOB = 1
 VIR_CONNECT_LIST_DOMAINS_ACTIVE = 1
 VIR_CONNECT_LIST_DOMAINS_INACTIVE = 2
 VIR_CONNECT_LIST_DOMAINS_PERSISTENT = 4
@@ -620,6 +622,16 @@ class virDomain:  # noqa: N801 - libvirt's name
         with self._call("state"):
             rec = self._rec()
             return [rec.state, rec.reason]
+
+    def controlInfo(self, flags: int = 0) -> list[int]:  # noqa: N802
+        """[state, details, stateTime]: VIR_DOMAIN_CONTROL_JOB while any job is on the
+        domain, also in the phases where jobStats still says type NONE."""
+        with self._call("controlInfo") as world:
+            rec = self._active()
+            job = rec.outgoing or rec.incoming
+            if job is None:
+                return [VIR_DOMAIN_CONTROL_OK, 0, 0]
+            return [VIR_DOMAIN_CONTROL_JOB, 0, int((world.now - job.t0) * 1000)]
 
     def info(self) -> list[int]:
         with self._call("info"):

@@ -210,6 +210,50 @@ class Faults:
         """Nothing answers on ``host`` (open and migrations to it: connection refused)."""
         self._world.host(host).reachable = not unreachable
 
+    def cut_client(self, host: str, seconds: float | None = None) -> None:
+        """This process loses ``host``'s daemon; the daemons still reach each other.
+
+        Every client connection to ``host`` drops and new ones are refused, for
+        ``seconds`` of virtual time (None: for good).  A peer-to-peer job goes on
+        inside the source daemon without its client (README §6.10).
+        """
+        self.unreachable(host)
+        self.drop_connections(host)
+        if seconds is not None:
+            self._world.after(seconds, lambda: self.unreachable(host, False))
+
+    def foreign_migration(self, host: str, guest: str, dest: str, flags: int | None = None,
+                          params: dict[str, Any] | None = None) -> None:
+        """Somebody else (``virsh migrate``, another service) migrates ``guest`` now.
+
+        The job runs in ``host``'s daemon like any peer-to-peer job, with no
+        client of this process waiting for it.
+        """
+        from migrator.testing import fakelibvirt
+
+        if flags is None:
+            flags = (C.VIR_MIGRATE_LIVE | C.VIR_MIGRATE_PEER2PEER | C.VIR_MIGRATE_PERSIST_DEST
+                     | C.VIR_MIGRATE_UNDEFINE_SOURCE)
+        conn = fakelibvirt.virConnect(self._world, self._world.host(host), f"qemu:///{host}")
+        dom = conn.lookupByName(guest)
+        with dom._call("migrateToURI3") as world:
+            waiter = dom._start_migration(world, f"qemu+tcp://{dest}/system", params or {},
+                                          flags)
+            if waiter is not None:  # nobody waits on it: the other client went away
+                for job in world.jobs:
+                    if waiter in job.waiters:
+                        job.waiters.remove(waiter)
+        conn.close()
+
+    def leave_migrated_definition(self, host: str, guest: str) -> None:
+        """``guest``'s definition on ``host`` is shut off by an earlier migration."""
+        with self._world._lock:
+            rec = self._world.host(host).by_name(guest)
+            if rec is None:
+                raise KeyError(f"no domain {guest!r} on {host!r}")
+            rec.state, rec.reason, rec.id = C.VIR_DOMAIN_SHUTOFF, C.VIR_DOMAIN_SHUTOFF_MIGRATED, -1
+            rec.persistent = True
+
     def clear(self) -> None:
         with self._lock:
             self.rules.clear()

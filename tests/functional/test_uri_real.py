@@ -4,12 +4,14 @@ The source libvirtd opens the control URI itself (peer-to-peer), so these are as
 rig's source daemon through ``migrateToURI3``: libvirt's default transport for
 ``qemu://host`` is TLS (migrator's auto-tunnel rule counts it as encrypted), and the URIs
 migrator refuses at start-up are refused by libvirt too, only later, per migration.  The
-user-name fact needs no daemon: libvirt's client reads the URI the same way.
+user-name fact needs no daemon: libvirt's client reads the URI the same way.  A port in the
+inbound address is QEMU's data port, never libvirtd's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
 import stat
 from pathlib import Path
 
@@ -108,3 +110,40 @@ def test_libvirt_reads_user_and_password_as_one_user_name(tmp_path: Path) -> Non
     assert "-l admin:pw " in args.read_text()
     (warning,) = uri.template_warnings("qemu+ssh://admin:pw@%s/system")
     assert "no password from a URI" in warning
+
+
+def _free_port(addr: str) -> int:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind((addr, 0))
+        return s.getsockname()[1]
+
+
+def test_a_port_in_the_inbound_address_is_qemus_data_port(rig) -> None:
+    """The control URI keeps libvirtd's port; QEMU on b listens on the inbound port."""
+    name = "inbound-port"
+    tick = guest(rig, name, mb=8)
+    port = _free_port(rig.b.addr)
+    run = Run(rig, name, inbound_addr=f"{rig.b.addr}:{port}")
+    plan = run.handle.plan
+    assert plan.uri == f"qemu+tcp://{rig.b.addr}/system"  # libvirtd's default port, 16509
+    assert plan.migrate_uri == f"tcp://{rig.b.addr}:{port}"
+    outcome = run.wait()
+    assert outcome.status == "completed", outcome.error
+    assert_moved(rig, name, "b", tick)
+
+
+def test_the_inbound_port_really_is_the_one_qemu_listens_on(rig) -> None:
+    """With that port taken on b's address, b's QEMU cannot listen and nothing moves."""
+    if rig.mode != "loopback":
+        pytest.skip("needs b's address in this network namespace")
+    name = "inbound-port-taken"
+    tick = guest(rig, name, mb=8)
+    with contextlib.closing(socket.socket()) as taken:
+        taken.bind((rig.b.addr, 0))
+        taken.listen()
+        run = Run(rig, name, inbound_addr=f"{rig.b.addr}:{taken.getsockname()[1]}")
+        outcome = run.wait()
+    assert outcome.status == "failed", outcome
+    assert "Address already in use" in (outcome.error or ""), outcome.error
+    assert_stayed(rig, name, "a")
+    assert rig.heartbeat("a", name) > tick

@@ -517,3 +517,24 @@ def test_post_copy_hook_not_called_without_post_copy(fake):
     _, handle, calls = start(fake, make_conf(), on_post_copy=lambda: seen.append(1))
     fake.world.after(20, handle.force_complete)
     assert finish(handle, calls).mode == "paused" and seen == []
+
+
+@pytest.mark.parametrize("job_type,status", [(C.VIR_DOMAIN_JOB_FAILED, "failed"),
+                                             (C.VIR_DOMAIN_JOB_CANCELLED, "cancelled")])
+def test_job_record_overrides_a_returned_migrate_call(fake, monkeypatch, job_type, status):
+    """migrateToURI3 returns, the source's finished-job record says otherwise (how Nova's
+    test double fails a migration): the record wins, and the guest is still on the source."""
+    from migrator.testing import fakelibvirt as fl
+
+    fake.world.add_guest("src", "vm1", memory=1 * GiB)
+    real_stats = fl.virDomain.jobStats
+    monkeypatch.setattr(fl.virDomain, "migrateToURI3", lambda self, *a, **k: 0)
+    monkeypatch.setattr(
+        fl.virDomain, "jobStats",
+        lambda self, flags=0: {"type": job_type} if flags & C.VIR_DOMAIN_JOB_STATS_COMPLETED
+        else real_stats(self, flags))
+    _, handle, calls = start(fake, make_conf())
+    outcome = finish(handle, calls)
+    assert outcome.rollback_safe and calls.recover == [outcome]
+    assert status == "cancelled" or outcome.status == status
+    assert where(fake)["src"].active

@@ -346,6 +346,56 @@ def test_inbound_addr_used_for_both_uris():
     assert p.params["migrate_uri"] == "tcp://[fd00::5]"
 
 
+@pytest.mark.parametrize("inbound,control,data", [
+    ("10.1.0.2:49152", "qemu+tcp://10.1.0.2/system", "tcp://10.1.0.2:49152"),
+    ("[fd00::5]:49152", "qemu+tcp://[fd00::5]/system", "tcp://[fd00::5]:49152"),
+    ("mig-net.example:50000", "qemu+tcp://mig-net.example/system", "tcp://mig-net.example:50000"),
+])
+def test_a_port_in_the_inbound_address_is_the_data_port_only(inbound, control, data):
+    """libvirtd listens on its transport's port; the inbound address's port is QEMU's."""
+    p = plan(Options(), HOST, mig(inbound_addr=inbound))
+    assert (p.uri, p.migrate_uri, p.params["migrate_uri"]) == (control, data, data)
+    assert "data port" in decision(p, "uri").reason
+
+
+def test_the_destination_port_is_libvirtds_and_goes_to_the_inbound_host():
+    p = plan(Options(scheme="tls", native_tls=True), HOST,
+             mig(dest="compute-2:16515", inbound_addr="10.1.0.2:49152"))
+    assert p.uri == "qemu+tls://10.1.0.2:16515/system" and p.migrate_uri == "tcp://10.1.0.2:49152"
+
+
+def test_a_template_keeps_its_own_port():
+    options = Options(uri_template="qemu+ssh://nova@%s:2022/system")
+    p = plan(options, HOST, mig(inbound_addr="10.1.0.2:49152", block_migration=True,
+                                disks=("vda",)))
+    assert p.uri == "qemu+ssh://nova@10.1.0.2:2022/system"
+    assert p.migrate_uri == "tcp://10.1.0.2:49152"
+    with pytest.raises(exception.InvalidAddress, match="destination host.*has a port"):
+        plan(options, HOST, mig(dest="compute-2:16509"))
+
+
+def test_template_port_must_be_a_number():
+    with pytest.raises(exception.ConfigError, match="port"):
+        check_options(Options(uri_template="qemu+ssh://%s:ssh/system"), HOST)
+
+
+def test_tunnelled_migration_says_the_data_port_is_not_used():
+    p = plan(Options(tunnelled=True), HOST, mig(inbound_addr="10.1.0.2:49152"))
+    assert p.uri == "qemu+tcp://10.1.0.2/system" and p.migrate_uri is None
+    d = decision(p, "migrate_uri")
+    assert d.action == "omitted" and d.warning and "data port 49152" in d.reason
+
+
+def test_tls_destination_is_a_host_name_never_a_port():
+    p = plan(Options(native_tls=True, scheme="tls"), HOST,
+             mig(dest="compute-2:16514", inbound_addr="10.1.0.2:49152"))
+    assert p.params["tls.destination"] == "compute-2"
+    # the data goes to the host the certificate names: nothing to say
+    p = plan(Options(native_tls=True, scheme="tls"), HOST,
+             mig(dest="10.1.0.2", inbound_addr="10.1.0.2:49152"))
+    assert "tls.destination" not in p.params
+
+
 def test_template_wins_and_password_masked_in_output():
     p = plan(Options(uri_template="qemu+tcp://admin:hunter2@%s/system"), HOST, mig())
     assert p.uri == "qemu+tcp://admin:hunter2@dest-host/system"

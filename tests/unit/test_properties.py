@@ -226,16 +226,26 @@ sane_migrations = _migrations(valid_addresses)
 # -- the oracle ----------------------------------------------------------------------------
 
 
-def _host_port(address: str) -> tuple[str, int | None]:
-    """What urlsplit should find in a URI built for ``address``."""
+def _split(address: str) -> tuple[str, int | None]:
+    """(host, port) as written: '[v6]:p', 'host:p', a bare IPv6 literal has no port."""
     if address.startswith("["):
         close = address.index("]")
         rest = address[close + 1:]
-        return address[1:close].lower(), int(rest[1:]) if rest else None
+        return address[1:close], int(rest[1:]) if rest else None
     if address.count(":") == 1:
         host, port = address.split(":")
-        return host.lower(), int(port)
-    return address.lower(), None
+        return host, int(port)
+    return address, None
+
+
+def _host_port(address: str) -> tuple[str, int | None]:
+    """What urlsplit should find in a URI built for ``address``."""
+    host, port = _split(address)
+    return host.lower(), port
+
+
+def _in_uri(host: str, port: int | None) -> str:
+    return (f"[{host}]" if ":" in host else host) + ("" if port is None else f":{port}")
 
 
 def libvirt_transport(control_uri: str) -> str:
@@ -334,18 +344,24 @@ def check_plan(p: Plan, options: Options, host: HostFacts, m: MigrationFacts) ->
     for key in params:
         assert constants.MIGRATE_PARAMS[key].since <= host.libvirt_version
 
-    # URIs: the control URI reaches exactly the validated target; the data URI only the
-    # inbound address, and only untunnelled.
+    # URIs: the control URI reaches exactly the validated target's host, at libvirtd's
+    # port (the destination's, or the template's); a port in the inbound address is the
+    # data port only.  The data URI goes to the inbound address, and only untunnelled.
     target = m.inbound_addr or m.dest
     assert uri.validate_address(target) == target
-    in_uri = uri.uri_host(target)
+    host, dest_port = _split(target)[0], _split(m.dest)[1]
+    in_uri = _in_uri(host, dest_port)
     assert not set(in_uri) & set("/@?#%\\") and not any(ch.isspace() for ch in in_uri)
+    template_port = None
     if options.uri_template:
         assert p.uri == options.uri_template % in_uri
+        template_port = urlsplit(options.uri_template.replace("%s", "h")).port
+        assert template_port is None or dest_port is None
     else:
         assert p.uri == f"qemu+{options.scheme or 'tcp'}://{in_uri}/system"
     parts = urlsplit(p.uri)
-    assert (parts.hostname, parts.port) == _host_port(target), p.uri
+    expected_port = dest_port if template_port is None else template_port
+    assert (parts.hostname, parts.port) == (host.lower(), expected_port), p.uri
     if p.migrate_uri is not None:
         assert m.inbound_addr is not None and not has("TUNNELLED")
         assert p.migrate_uri == uri.data_uri(m.inbound_addr)
@@ -365,8 +381,9 @@ def check_plan(p: Plan, options: Options, host: HostFacts, m: MigrationFacts) ->
                                            for w in p.warnings))
 
     tls_dest = params.get(constants.VIR_MIGRATE_PARAM_TLS_DESTINATION)
-    if options.native_tls and p.migrate_uri and m.inbound_addr != m.dest:
-        assert tls_dest == m.dest
+    dest_name = _split(m.dest)[0]  # a certificate names a host, never a port
+    if options.native_tls and p.migrate_uri and _split(m.inbound_addr)[0] != dest_name:
+        assert tls_dest == dest_name
     else:
         assert tls_dest is None
 
@@ -469,6 +486,9 @@ def test_an_accepted_address_is_exactly_the_uri_host(address):
         assert (parts.hostname, parts.port) == _host_port(address), built
         assert not parts.query and not parts.fragment
         assert parts.path in ("", "/system")
+    # as the inbound address, its port is the data port only
+    via = urlsplit(uri.control_uri("compute-2", "tls", via=address))
+    assert (via.hostname, via.port) == (_host_port(address)[0], None)
 
 
 @pytest.mark.parametrize("options,host,m", [

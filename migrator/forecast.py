@@ -20,6 +20,7 @@ the pure model in :mod:`migrator.predict`; pure, like the model:
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,7 +28,7 @@ from migrator import exception
 from migrator.adaptive import SHRINKING_FAST
 from migrator.jobstats import data_gb
 from migrator.policy import completion_timeout, downtime_steps
-from migrator.predict import Limits, Link, Prediction, Workload, least, predict
+from migrator.predict import Estimate, Limits, Link, Prediction, Workload, least, predict
 from migrator.units import human_bytes
 
 MiB = 1024**2
@@ -51,7 +52,7 @@ class DirtyRate:
     working_set: float | None = None  # None: not seen (all of memory, for all we know)
     at_least: bool = False  # the short windows were saturated: the rate may be higher
     windows: tuple[Window, ...] = ()
-    source: str = "given"  # or "page-sampling"
+    source: str = "given"  # "page-sampling" when measured, "paused" for a paused guest
 
     def describe(self) -> str:
         text = f"dirties {'at least ' if self.at_least else ''}" \
@@ -62,7 +63,7 @@ class DirtyRate:
             text += " (measured: libvirt page sampling, " + ", ".join(
                 f"{w.seconds} s: {w.bytes_per_second / MiB:.0f} MiB/s" for w in self.windows) + ")"
         else:
-            text += " (given)"
+            text += f" ({self.source})"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -197,3 +198,30 @@ def forecast(conf: Any, facts: GuestFacts, link_rate: float | None = None,
     caveat += (f"; above ~{human_bytes(flip)}/s it "
                + ("does not complete" if measured.configured.completes else "completes"))
     return replace(measured, caveat=caveat)
+
+
+@dataclass(frozen=True)
+class Drain:
+    """Migrating a host's guests ``concurrency`` at a time, longest first (seconds)."""
+
+    concurrency: int
+    seconds: float  # until the last of the guests that complete is done
+    order: tuple[str, ...]  # the guests that complete, longest first
+    incomplete: tuple[str, ...]  # the guests predicted not to complete
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"concurrency": self.concurrency, "seconds": self.seconds,
+                "order": list(self.order), "incomplete": list(self.incomplete)}
+
+
+def drain(estimates: list[tuple[str, Estimate]], concurrency: int) -> Drain:
+    """When a drain ends if each guest takes its predicted time and a free slot takes the
+    longest one left (0: all at once)."""
+    done = sorted(((e.total_seconds, name) for name, e in estimates if e.completes),
+                  reverse=True)
+    slots = [0.0] * max(1, min(concurrency or len(done), len(done)))
+    heapq.heapify(slots)
+    for seconds, _ in done:
+        heapq.heappush(slots, heapq.heappop(slots) + seconds)
+    return Drain(concurrency, max(slots), tuple(name for _, name in done),
+                 tuple(name for name, e in estimates if not e.completes))

@@ -7,8 +7,9 @@ import json
 import sys
 from typing import Any
 
+from migrator import conf as mconf
 from migrator import exception, flags
-from migrator.cli import common
+from migrator.cli import common, prediction
 from migrator.cli.common import EXIT_OK, UsageError
 
 
@@ -33,13 +34,17 @@ def register(sub: Any) -> None:
     p.add_argument("--libvirt-version", type=common.version, metavar="X.Y.Z")
     p.add_argument("--qemu-version", type=common.version, metavar="X.Y.Z")
     p.add_argument("--connect", type=common.checked_text, metavar="URI",
-                   help="read the versions from this libvirt")
+                   help="read the versions from this libvirt (and measure --domain there)")
+    p.add_argument("--domain", type=common.checked_text, metavar="NAME",
+                   help="also predict migrating this guest of --connect (measures it)")
+    prediction.add_guest_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    options, virt_type, _values = common.load_options(args)
+    conf = common.load_conf(args)
+    options, virt_type, _values = mconf.load(conf)
     host, notes = host_facts(args, virt_type)
     migration = flags.MigrationFacts(
         dest=args.dest,
@@ -50,13 +55,18 @@ def run(args: argparse.Namespace) -> int:
         vfio=args.vfio,
     )
     plan = flags.plan(options, host, migration)
+    guess = prediction.for_plan(conf, args)
     if args.json:
         doc = plan.to_dict()
         doc["notes"] = notes
+        if guess:
+            doc["prediction"] = prediction.doc(*guess)
         json.dump(doc, sys.stdout, indent=2, sort_keys=False)
         sys.stdout.write("\n")
     else:
         print_plan(plan, notes)
+        if guess:
+            prediction.print_prediction(*guess)
     return EXIT_OK
 
 

@@ -184,7 +184,8 @@ def test_measure_says_when_libvirt_lacks_the_api(fake) -> None:
     fake.world.add_guest("old", "vm", memory=GiB)
     dom = fake.module.open("qemu+tcp://old/system").lookupByName("vm")
     with pytest.raises(exception.MeasurementFailed,
-                       match="daemon of vm cannot measure dirty rates .it needs libvirt >= 7.2"):
+                       match="libvirt of vm cannot measure dirty rates "
+                             r"\(virDomainStartDirtyRateCalc needs libvirt >= 7.2"):
         measure.measure(dom, clock=fake.clock)
     fake.world.client_version = (7, 1, 0)
     _, dom = guest(fake)

@@ -109,7 +109,7 @@ def test_dollar_in_a_plain_option_still_names_the_reference(make_conf):
 def test_bad_value_of_a_secret_option_is_never_quoted():
     opt = cfg.StrOpt("token", secret=True)
     exc = ValueError(f"Value for option token is not valid: {PASSWORD!r} is too long")
-    line = migrator.conf._explain("libvirt", opt, exc)
+    line = migrator.conf.values._explain("libvirt", opt, exc)
     assert "[libvirt] token" in line and PASSWORD not in line
 
 

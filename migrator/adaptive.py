@@ -53,6 +53,7 @@ from migrator.policy import (
     Tunables,
     downtime_steps,
 )
+from migrator.progress import SATURATED
 from migrator.units import MiB, mib_text, secs_text
 
 # The max downtime set is the predicted need times this: QEMU measures the
@@ -441,6 +442,9 @@ class AdaptivePolicy(BasePolicy):
         rate = r.rate
         parts = [f"{facts}; dirty rate {mib_text(r.dirty_rate)} MiB/s vs link "
                  f"{mib_text(rate)} MiB/s"]
+        if r.dirty_rate >= SATURATED * rate:  # the measure is capped: say so (issue 13)
+            parts[0] += (" (QEMU counts a page once per pass, so a guest that rewrites "
+                         "everything every pass shows the link's rate: it may write more)")
         if rate > 0:
             parts.append(
                 f"the best dirty set needs ~{best / rate * 1000:.0f} ms, ceiling {ceiling} ms"

@@ -88,6 +88,9 @@ def test_adaptive_stalls_early_and_says_what_would_help(capsys, tmp_path):
     assert status == 1 and doc["outcome"] == "stalled"
     assert doc["total_seconds"] < 800 * 4  # far sooner than Nova's completion timeout
     assert "needs >=" in doc["actions"][-1]["reason"]
+    # asked to dirty 2 GiB/s, QEMU's measure shows the link's rate: the reason says why
+    assert "dirty rate 1192 MiB/s vs link 1192 MiB/s (QEMU counts a page once per pass" in (
+        doc["actions"][-1]["reason"])
 
 
 def test_plot_is_written(capsys, tmp_path):

@@ -100,3 +100,17 @@ def test_plot_is_written(capsys, tmp_path):
                             "--plot", str(png))
     assert status == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_working_set_larger_than_memory_is_refused(capsys):
+    status, out, err = simulate(capsys, "--memory", "4GiB", "--working-set", "8GiB")
+    assert status == 2 and out == ""
+    assert err == ("migrator: error: --working-set 8.0 GiB is larger than --memory 4.0 GiB: "
+                   "a guest rewrites only memory it has\n")
+
+
+def test_an_ambiguous_rate_is_refused_with_the_spelling_meant(capsys):
+    with pytest.raises(SystemExit) as exc:
+        simulate(capsys, "--bandwidth", "10G")
+    assert exc.value.code == 2
+    assert "write 10Gbit/s for bits per second" in capsys.readouterr().err

@@ -93,6 +93,7 @@ class AdaptiveTuning:
     """
 
     initial_downtime_ms: int | None = None  # None: Nova's step 0 (downtime / steps)
+    prior: str | None = None  # what a prediction made these knobs from (noted at the start)
     downtime_margin: float = DOWNTIME_MARGIN
     possible_factor: float = POSSIBLE_FACTOR
     shrinking_fast: float = SHRINKING_FAST
@@ -154,6 +155,9 @@ class AdaptivePolicy(BasePolicy):
                 settings.data_gb, self.ceiling_ms, steps, settings.downtime_delay
             )
         ]
+        if t.prior:
+            self._note(0.0, f"{t.prior}: a stall is called after {t.stall_window_passes} "
+                            f"passes without progress")
         self._passes = PassObserver(
             self._notes,
             rate_alpha=t.rate_alpha,

@@ -216,6 +216,9 @@ class LiveMigrationDriver:
         startup.check_startable(dom)
         check_against_guest(request, dom.XMLDesc(0))
         plan = self.plan(dom, request)
+        refused = forecast.refusal(self.conf, request.prediction)
+        if refused:
+            raise exception.MigrationRefused(refused)
         handle = MigrationHandle(dom.name(), dom.UUIDString(), request.dest,
                                  on_abort_before_start=self._abort_queued)
         handle.plan = plan

@@ -146,7 +146,8 @@ def _monitor(env: Env, job: Job, plan: flags.Plan, refusal: str | None) -> Monit
                  uri.mask_credentials(plan.uri), plan.display_params())
     dest = Destination(env.connect, job.request.dest_connect_uri, handle.uuid, job.conns)
     conf = env.conf
-    policy = monitoring.make_policy(conf, settings, plan, env.policy_factory)
+    policy = monitoring.make_policy(conf, settings, plan, env.policy_factory,
+                                    job.request.prediction)
     return Monitor(
         domain=mon_dom, reconnect=reconnect, worker=worker, clock=env.clock,
         policy=policy, tunables=lambda: monitoring.tunables(conf),

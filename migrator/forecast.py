@@ -25,15 +25,28 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from migrator import exception
-from migrator.adaptive import SHRINKING_FAST
+from migrator.adaptive import SHRINKING_FAST, AdaptiveTuning
 from migrator.jobstats import data_gb
 from migrator.policy import completion_timeout, downtime_steps
-from migrator.predict import Estimate, Limits, Link, Prediction, Workload, least, predict
+from migrator.predict import (
+    PRECOPY,
+    SWITCHOVER,
+    Estimate,
+    Limits,
+    Link,
+    Prediction,
+    Workload,
+    least,
+    predict,
+)
 from migrator.units import human_bytes
 
 MiB = 1024**2
 # The long window's distinct pages below this share of rate x window: a working set.
 SATURATED = 0.75
+# Passes without progress that confirm a stall the prediction foresaw (the adaptive
+# policy's own window is 6 passes and 40 s, to learn it without a prediction).
+PRIOR_STALL_PASSES = 2
 # The driver's default poll interval: when the monitor sees a pass boundary.
 POLL_SECONDS = 0.5
 
@@ -225,3 +238,35 @@ def drain(estimates: list[tuple[str, Estimate]], concurrency: int) -> Drain:
         heapq.heappush(slots, heapq.heappop(slots) + seconds)
     return Drain(concurrency, max(slots), tuple(name for _, name in done),
                  tuple(name for name, e in estimates if not e.completes))
+
+
+def adaptive_tuning(pred: Prediction) -> AdaptiveTuning:
+    """The adaptive policy's prior from a prediction made before the start.
+
+    Without one the policy needs a window of passes *and* seconds without
+    progress (6 passes and 40 s) before it calls a stall and acts (the
+    ceiling, post-copy, auto-converge, or an early end): it has to learn that
+    the guest cannot converge.  A guest predicted not to converge at the
+    ceiling only needs that confirmed: :data:`PRIOR_STALL_PASSES` passes
+    without progress.  A guest predicted to converge gets no prior: full
+    passes first, then the max downtime its switchover needs, is already the
+    fastest pre-copy (fewer bitmap syncs send a hot page once, not many times).
+    """
+    pre = pred.estimates[PRECOPY]
+    if pre.ending == SWITCHOVER:
+        return AdaptiveTuning()
+    why = f"predicted before the start: {pre.reason}"
+    return AdaptiveTuning(stall_window_passes=PRIOR_STALL_PASSES, stall_window_seconds=0.0,
+                          prior=why)
+
+
+def refusal(conf: Any, pred: Prediction | None) -> str | None:
+    """Why ``live_migration_refuse_predicted_failure`` refuses this migration, or None."""
+    if pred is None or not conf.libvirt.live_migration_refuse_predicted_failure:
+        return None
+    if pred.configured.completes:
+        return None
+    helps = "; ".join(r.text for r in pred.remedies)
+    return (f"predicted not to complete under these options: {pred.summary()}"
+            + (f"; what would help: {helps}" if helps else "")
+            + " (live_migration_refuse_predicted_failure = True)")

@@ -209,6 +209,25 @@ Related options:
   ``live_migration_permit_post_copy``, ``live_migration_permit_auto_converge``
 """,
     ),
+    cfg.BoolOpt(
+        "live_migration_refuse_predicted_failure",
+        default=False,
+        help="""
+Refuse to start a live migration that its prediction says cannot complete.
+
+The prediction is the one the caller passes with the migration (the
+``prediction`` argument, e.g. from ``LiveMigrationDriver.predict()``, which
+measures the guest's dirty rate for a few seconds): under these options, with
+this policy, link and timeout.  A refused migration starts nothing and says
+why and which options would make it complete.  Without a prediction the
+migration starts as usual.
+
+Related options:
+
+* ``live_migration_permit_post_copy``, ``live_migration_permit_auto_converge``,
+  ``live_migration_downtime``, ``live_migration_bandwidth``
+""",
+    ),
 ]
 
 default_opts = [

@@ -283,9 +283,10 @@ class Monitor:
         self._seen(sample)
         if self.controls.abort_req is not None:
             self.controls.abort_job("abort requested", record=False)
-        if self.conduct.abort_accepted:
-            return
+        if self.conduct.abort_accepted or not (sample.memory_total or sample.disk_total):
+            return  # aborted, or QEMU's transfer has not begun (libvirt's setup): hands off
         now = self.now()
+        self.controls.policy_fed = True
         for action in self.policy.on_sample(sample, now, self._tunables()):
             self.controls.execute(action)
         progress = self.tracker.update(sample, now)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from migrator import exception
-from migrator.adaptive import SHRINKING_FAST, AdaptiveTuning
+from migrator.adaptive import POSSIBLE_FACTOR, SHRINKING_FAST, AdaptiveTuning
 from migrator.jobstats import data_gb
 from migrator.policy import completion_timeout, downtime_steps
 from migrator.predict import (
@@ -129,15 +129,16 @@ class GuestFacts:
 
 
 def limits(conf: Any, memory: float, disk: float = 0.0, *, dirty_rate: float | None = None,
-           bandwidth: float | None = None,
+           bandwidth: float | None = None, working_set: float | None = None,
            fixed_seconds: tuple[float, float] | None = None) -> Limits:
     """The model's :class:`~migrator.predict.Limits` from ``conf.libvirt``.
 
-    The adaptive policy keeps Nova's step 0 while the guest dirties at most
-    half the link (each pass then at least halves the set) and otherwise
-    raises the max downtime at the first pass boundary; without the rates,
-    the ceiling from the start.  ``fixed_seconds``: a migration's fixed costs
-    on these hosts (before RAM moves, after the switchover), if measured.
+    Nova's ramp for ``steps``.  The adaptive policy keeps Nova's step 0 while
+    the guest dirties at most half the link (each pass then at least halves
+    the set), and raises the max downtime at the first pass boundary whose set
+    the ceiling (times its margin) can take; without the rates, the ceiling
+    from the start.  ``fixed_seconds``: a migration's fixed costs on these
+    hosts (before RAM moves, after the switchover), if measured.
     """
     lv = conf.libvirt
     start, finish = fixed_seconds or (Limits.start_seconds, Limits.finish_seconds)
@@ -146,10 +147,13 @@ def limits(conf: Any, memory: float, disk: float = 0.0, *, dirty_rate: float | N
         gb, lv.live_migration_downtime, lv.live_migration_downtime_steps,
         lv.live_migration_downtime_delay))
     adaptive = lv.live_migration_convergence == "adaptive"
-    if adaptive:
-        ramp = _adaptive_schedule(ramp[0][1], lv.live_migration_downtime / 1000,
-                                  start + (memory + disk) / (bandwidth or 1), dirty_rate,
-                                  bandwidth)
+    if adaptive and (dirty_rate is None or not bandwidth):
+        ramp = ()  # the ceiling throughout
+    elif adaptive:
+        ceiling = lv.live_migration_downtime / 1000
+        raised = _adaptive_raise(ceiling, memory, dirty_rate, bandwidth, working_set)
+        ramp = ((0.0, ramp[0][1]),) if raised is None else (
+            (0.0, ramp[0][1]), (start + disk / bandwidth + raised, ceiling))
     return Limits(
         max_downtime=lv.live_migration_downtime / 1000, schedule=ramp,
         completion_timeout=completion_timeout(lv.live_migration_completion_timeout, gb),
@@ -159,15 +163,24 @@ def limits(conf: Any, memory: float, disk: float = 0.0, *, dirty_rate: float | N
         post_copy_early=adaptive, start_seconds=start, finish_seconds=finish)
 
 
-def _adaptive_schedule(initial: float, ceiling: float, first_pass_end: float,
-                       dirty_rate: float | None,
-                       bandwidth: float | None) -> tuple[tuple[float, float], ...]:
-    if dirty_rate is None or not bandwidth:
-        return ()
+def _adaptive_raise(ceiling: float, memory: float, dirty_rate: float, bandwidth: float,
+                    working_set: float | None) -> float | None:
+    """Seconds after RAM starts moving at which the adaptive policy raises the max downtime
+    to the ceiling (None: it keeps Nova's step 0).
+
+    It raises at the first boundary whose dirty set needs at most ``POSSIBLE_FACTOR`` x
+    the ceiling; the set left falls at ``bandwidth - dirty rate`` (or is the working set,
+    dirty again after each pass), and the monitor sees the boundary at its next poll.
+    """
     if dirty_rate <= SHRINKING_FAST * bandwidth:
-        return ((0.0, initial),)
-    # raised at the first boundary, seen at the monitor's next poll (every 0.5 s)
-    return ((0.0, initial), (first_pass_end + POLL_SECONDS, ceiling))
+        return None
+    fits = POSSIBLE_FACTOR * ceiling * bandwidth
+    first_pass = memory / bandwidth
+    if memory <= fits or (working_set is not None and working_set <= fits):
+        return first_pass + POLL_SECONDS
+    if dirty_rate >= bandwidth:
+        return None  # never fits: the stall ladder raises it, then gives up
+    return max(first_pass, (memory - fits) / (bandwidth - dirty_rate)) + POLL_SECONDS
 
 
 def link(conf: Any, link_rate: float | None = None) -> Link:
@@ -193,7 +206,7 @@ def forecast(conf: Any, facts: GuestFacts, link_rate: float | None = None,
 
     def at(rate: float, remedies: bool = True) -> Prediction:
         lim = limits(conf, facts.memory, facts.disk, dirty_rate=rate, bandwidth=net.bandwidth,
-                     fixed_seconds=fixed_seconds)
+                     working_set=work.working_set, fixed_seconds=fixed_seconds)
         return predict(replace(work, dirty_rate=rate), net, lim, remedies)
 
     measured = at(work.dirty_rate)

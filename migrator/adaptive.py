@@ -53,6 +53,7 @@ from migrator.policy import (
     Tunables,
     downtime_steps,
 )
+from migrator.progress import SATURATED
 from migrator.units import MiB, mib_text, secs_text
 
 # The max downtime set is the predicted need times this: QEMU measures the
@@ -92,6 +93,7 @@ class AdaptiveTuning:
     """
 
     initial_downtime_ms: int | None = None  # None: Nova's step 0 (downtime / steps)
+    prior: str | None = None  # what a prediction made these knobs from (noted at the start)
     downtime_margin: float = DOWNTIME_MARGIN
     possible_factor: float = POSSIBLE_FACTOR
     shrinking_fast: float = SHRINKING_FAST
@@ -153,6 +155,9 @@ class AdaptivePolicy(BasePolicy):
                 settings.data_gb, self.ceiling_ms, steps, settings.downtime_delay
             )
         ]
+        if t.prior:
+            self._note(0.0, f"{t.prior}: a stall is called after {t.stall_window_passes} "
+                            f"passes without progress")
         self._passes = PassObserver(
             self._notes,
             rate_alpha=t.rate_alpha,
@@ -441,6 +446,9 @@ class AdaptivePolicy(BasePolicy):
         rate = r.rate
         parts = [f"{facts}; dirty rate {mib_text(r.dirty_rate)} MiB/s vs link "
                  f"{mib_text(rate)} MiB/s"]
+        if r.dirty_rate >= SATURATED * rate:  # the measure is capped: say so (issue 13)
+            parts[0] += (" (QEMU counts a page once per pass, so a guest that rewrites "
+                         "everything every pass shows the link's rate: it may write more)")
         if rate > 0:
             parts.append(
                 f"the best dirty set needs ~{best / rate * 1000:.0f} ms, ceiling {ceiling} ms"

@@ -405,6 +405,15 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+# The service stopped (cleanup_host) while the job ran: it goes on inside libvirt.
+SERVICE_STOPPED = Verdict(
+    "service-stopped", Next.SETTLE, o.UNKNOWN,
+    "the service stopped while the job ran; it goes on inside libvirt",
+    "the service stopped while the migration ran and the job goes on inside libvirt: do not "
+    "roll back; re-attach it after the restart (LiveMigrationDriver.reattach) to see it "
+    "settle, or check which host runs the guest")
+
+
 def classify(facts: Facts) -> Verdict:
     """The verdict of the first rule that applies; a wait past the bound is ``unknown``."""
     for rule in RULES:

@@ -51,6 +51,7 @@ class Controls:
         self.abort_req: Request | None = None  # the user's abort, until libvirt answers
         self.abort_error: str | None = None  # why the last abortJob was refused
         self.stopping = False  # the service stops: settle as soon as possible
+        self.policy_fed = False  # the policy has had a sample of the transfer
         self._worker, self._may_run, self._on_post_copy = worker, may_run, on_post_copy
         self._ours_now = ours_now  # reads the job: is the one running now ours?
         self._requests: collections.deque[Request] = collections.deque()
@@ -106,7 +107,8 @@ class Controls:
         actions = self.policy.request_force_complete(self._now())
         for action in actions:
             self.execute(action)
-        req.future.set_result(bool(actions) or not self.conduct.seen_running)
+        # True: acted on, or kept by the policy until the job's first transfer sample
+        req.future.set_result(bool(actions) or not self.policy_fed)
 
     def _serve_abort(self, req: Request) -> None:
         if self._worker is not None and self._worker.cancel_before_start():

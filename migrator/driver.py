@@ -211,9 +211,14 @@ class LiveMigrationDriver:
         self._require_init()
         request = build(dest, request, request_fields)
         dom = concurrency.blocking(domain)
+        with self._active_lock:  # before the job check: ours would look like another's
+            self._refuse_twice(dom.UUIDString(), dom.name())
         startup.check_startable(dom)
         check_against_guest(request, dom.XMLDesc(0))
         plan = self.plan(dom, request)
+        refused = forecast.refusal(self.conf, request.prediction)
+        if refused:
+            raise exception.MigrationRefused(refused)
         handle = MigrationHandle(dom.name(), dom.UUIDString(), request.dest,
                                  on_abort_before_start=self._abort_queued)
         handle.plan = plan
@@ -277,12 +282,15 @@ class LiveMigrationDriver:
         with self._active_lock:
             return list(self._active.values())
 
+    def _refuse_twice(self, uuid: str, name: str) -> None:
+        """A guest this driver migrates already (checked under ``_active_lock``)."""
+        other = self._active.get(uuid)
+        if other is not None:
+            raise exception.MigrationRefused(f"{name} is already being migrated to {other.dest}")
+
     def _register(self, handle: MigrationHandle) -> None:
         with self._active_lock:
-            other = self._active.get(handle.uuid)
-            if other is not None:
-                raise exception.MigrationRefused(
-                    f"{handle.name} is already being migrated to {other.dest}")
+            self._refuse_twice(handle.uuid, handle.name)
             self._active[handle.uuid] = handle
 
     # -- threads ------------------------------------------------------------------------

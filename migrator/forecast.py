@@ -25,15 +25,28 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from migrator import exception
-from migrator.adaptive import SHRINKING_FAST
+from migrator.adaptive import POSSIBLE_FACTOR, SHRINKING_FAST, AdaptiveTuning
 from migrator.jobstats import data_gb
 from migrator.policy import completion_timeout, downtime_steps
-from migrator.predict import Estimate, Limits, Link, Prediction, Workload, least, predict
+from migrator.predict import (
+    PRECOPY,
+    SWITCHOVER,
+    Estimate,
+    Limits,
+    Link,
+    Prediction,
+    Workload,
+    least,
+    predict,
+)
 from migrator.units import human_bytes
 
 MiB = 1024**2
 # The long window's distinct pages below this share of rate x window: a working set.
 SATURATED = 0.75
+# Passes without progress that confirm a stall the prediction foresaw (the adaptive
+# policy's own window is 6 passes and 40 s, to learn it without a prediction).
+PRIOR_STALL_PASSES = 2
 # The driver's default poll interval: when the monitor sees a pass boundary.
 POLL_SECONDS = 0.5
 
@@ -116,15 +129,16 @@ class GuestFacts:
 
 
 def limits(conf: Any, memory: float, disk: float = 0.0, *, dirty_rate: float | None = None,
-           bandwidth: float | None = None,
+           bandwidth: float | None = None, working_set: float | None = None,
            fixed_seconds: tuple[float, float] | None = None) -> Limits:
     """The model's :class:`~migrator.predict.Limits` from ``conf.libvirt``.
 
-    The adaptive policy keeps Nova's step 0 while the guest dirties at most
-    half the link (each pass then at least halves the set) and otherwise
-    raises the max downtime at the first pass boundary; without the rates,
-    the ceiling from the start.  ``fixed_seconds``: a migration's fixed costs
-    on these hosts (before RAM moves, after the switchover), if measured.
+    Nova's ramp for ``steps``.  The adaptive policy keeps Nova's step 0 while
+    the guest dirties at most half the link (each pass then at least halves
+    the set), and raises the max downtime at the first pass boundary whose set
+    the ceiling (times its margin) can take; without the rates, the ceiling
+    from the start.  ``fixed_seconds``: a migration's fixed costs on these
+    hosts (before RAM moves, after the switchover), if measured.
     """
     lv = conf.libvirt
     start, finish = fixed_seconds or (Limits.start_seconds, Limits.finish_seconds)
@@ -133,10 +147,13 @@ def limits(conf: Any, memory: float, disk: float = 0.0, *, dirty_rate: float | N
         gb, lv.live_migration_downtime, lv.live_migration_downtime_steps,
         lv.live_migration_downtime_delay))
     adaptive = lv.live_migration_convergence == "adaptive"
-    if adaptive:
-        ramp = _adaptive_schedule(ramp[0][1], lv.live_migration_downtime / 1000,
-                                  start + (memory + disk) / (bandwidth or 1), dirty_rate,
-                                  bandwidth)
+    if adaptive and (dirty_rate is None or not bandwidth):
+        ramp = ()  # the ceiling throughout
+    elif adaptive:
+        ceiling = lv.live_migration_downtime / 1000
+        raised = _adaptive_raise(ceiling, memory, dirty_rate, bandwidth, working_set)
+        ramp = ((0.0, ramp[0][1]),) if raised is None else (
+            (0.0, ramp[0][1]), (start + disk / bandwidth + raised, ceiling))
     return Limits(
         max_downtime=lv.live_migration_downtime / 1000, schedule=ramp,
         completion_timeout=completion_timeout(lv.live_migration_completion_timeout, gb),
@@ -146,15 +163,24 @@ def limits(conf: Any, memory: float, disk: float = 0.0, *, dirty_rate: float | N
         post_copy_early=adaptive, start_seconds=start, finish_seconds=finish)
 
 
-def _adaptive_schedule(initial: float, ceiling: float, first_pass_end: float,
-                       dirty_rate: float | None,
-                       bandwidth: float | None) -> tuple[tuple[float, float], ...]:
-    if dirty_rate is None or not bandwidth:
-        return ()
+def _adaptive_raise(ceiling: float, memory: float, dirty_rate: float, bandwidth: float,
+                    working_set: float | None) -> float | None:
+    """Seconds after RAM starts moving at which the adaptive policy raises the max downtime
+    to the ceiling (None: it keeps Nova's step 0).
+
+    It raises at the first boundary whose dirty set needs at most ``POSSIBLE_FACTOR`` x
+    the ceiling; the set left falls at ``bandwidth - dirty rate`` (or is the working set,
+    dirty again after each pass), and the monitor sees the boundary at its next poll.
+    """
     if dirty_rate <= SHRINKING_FAST * bandwidth:
-        return ((0.0, initial),)
-    # raised at the first boundary, seen at the monitor's next poll (every 0.5 s)
-    return ((0.0, initial), (first_pass_end + POLL_SECONDS, ceiling))
+        return None
+    fits = POSSIBLE_FACTOR * ceiling * bandwidth
+    first_pass = memory / bandwidth
+    if memory <= fits or (working_set is not None and working_set <= fits):
+        return first_pass + POLL_SECONDS
+    if dirty_rate >= bandwidth:
+        return None  # never fits: the stall ladder raises it, then gives up
+    return max(first_pass, (memory - fits) / (bandwidth - dirty_rate)) + POLL_SECONDS
 
 
 def link(conf: Any, link_rate: float | None = None) -> Link:
@@ -180,7 +206,7 @@ def forecast(conf: Any, facts: GuestFacts, link_rate: float | None = None,
 
     def at(rate: float, remedies: bool = True) -> Prediction:
         lim = limits(conf, facts.memory, facts.disk, dirty_rate=rate, bandwidth=net.bandwidth,
-                     fixed_seconds=fixed_seconds)
+                     working_set=work.working_set, fixed_seconds=fixed_seconds)
         return predict(replace(work, dirty_rate=rate), net, lim, remedies)
 
     measured = at(work.dirty_rate)
@@ -225,3 +251,35 @@ def drain(estimates: list[tuple[str, Estimate]], concurrency: int) -> Drain:
         heapq.heappush(slots, heapq.heappop(slots) + seconds)
     return Drain(concurrency, max(slots), tuple(name for _, name in done),
                  tuple(name for name, e in estimates if not e.completes))
+
+
+def adaptive_tuning(pred: Prediction) -> AdaptiveTuning:
+    """The adaptive policy's prior from a prediction made before the start.
+
+    Without one the policy needs a window of passes *and* seconds without
+    progress (6 passes and 40 s) before it calls a stall and acts (the
+    ceiling, post-copy, auto-converge, or an early end): it has to learn that
+    the guest cannot converge.  A guest predicted not to converge at the
+    ceiling only needs that confirmed: :data:`PRIOR_STALL_PASSES` passes
+    without progress.  A guest predicted to converge gets no prior: full
+    passes first, then the max downtime its switchover needs, is already the
+    fastest pre-copy (fewer bitmap syncs send a hot page once, not many times).
+    """
+    pre = pred.estimates[PRECOPY]
+    if pre.ending == SWITCHOVER:
+        return AdaptiveTuning()
+    why = f"predicted before the start: {pre.reason}"
+    return AdaptiveTuning(stall_window_passes=PRIOR_STALL_PASSES, stall_window_seconds=0.0,
+                          prior=why)
+
+
+def refusal(conf: Any, pred: Prediction | None) -> str | None:
+    """Why ``live_migration_refuse_predicted_failure`` refuses this migration, or None."""
+    if pred is None or not conf.libvirt.live_migration_refuse_predicted_failure:
+        return None
+    if pred.configured.completes:
+        return None
+    helps = "; ".join(r.text for r in pred.remedies)
+    return (f"predicted not to complete under these options: {pred.summary()}"
+            + (f"; what would help: {helps}" if helps else "")
+            + " (live_migration_refuse_predicted_failure = True)")

@@ -34,6 +34,7 @@ from migrator import exception
 from migrator._libvirt import connection_lost, error_code, error_message
 from migrator.classify import (
     NOT_ASKED,
+    SERVICE_STOPPED,
     AbortBy,
     CallEnd,
     Conduct,
@@ -86,14 +87,6 @@ MAX_STATS_ERRORS = 5
 BLIND_LIMIT = 60.0
 # Longest wait between two looks while the facts cannot be had.
 MAX_BACKOFF = 30.0
-
-
-STOPPED = Verdict(
-    "service-stopped", Next.SETTLE, UNKNOWN,
-    "the service stopped while the job ran; it goes on inside libvirt",
-    "the service stopped while the migration ran and the job goes on inside libvirt: do not "
-    "roll back; re-attach it after the restart (LiveMigrationDriver.reattach) to see it "
-    "settle, or check which host runs the guest")
 
 
 @dataclass(frozen=True)
@@ -163,7 +156,6 @@ class Monitor:
         self._window = (clock.now(), clock.now())  # the clock around the last jobStats
         self._last_seen = clock.now()  # the last running sample of our job (clock time)
         self._follow_job = self.conduct.reattached
-        self._steering = True  # False once the monitor failed: only aborts from then on
         self._waiting_since: float | None = None
         self._ended_at: float | None = None
         self._passes = 0
@@ -231,7 +223,7 @@ class Monitor:
                 return
             if reading.lost and not self._reconnect(reading.problem or "connection lost"):
                 return
-            if self._steering:
+            if self._steering():
                 self._take(reading)
                 self._keep_deadlines()
             else:
@@ -240,6 +232,10 @@ class Monitor:
                     return
             self._drain_notes()
             self._sleep(self.cfg.poll_interval)
+
+    def _steering(self) -> bool:
+        """Until the monitor itself fails it steers the job; from then on it only aborts."""
+        return self.conduct.monitor_error is None
 
     def _has_job(self) -> bool:
         return self.conduct.call is CallEnd.PENDING or self._follow_job
@@ -295,9 +291,10 @@ class Monitor:
         self._seen(sample)
         if self.controls.abort_req is not None:
             self.controls.abort_job("abort requested", record=False)
-        if self.conduct.abort_accepted:
-            return
+        if self.conduct.abort_accepted or not (sample.memory_total or sample.disk_total):
+            return  # aborted, or QEMU's transfer has not begun (libvirt's setup): hands off
         now = self.now()
+        self.controls.policy_fed = True
         for action in self.policy.on_sample(sample, now, self._tunables()):
             self.controls.execute(action)
         progress = self.tracker.update(sample, now)
@@ -371,7 +368,6 @@ class Monitor:
         """The monitor cannot follow the job: from now on it only aborts it."""
         LOG.error("%sMonitoring failed, aborting the job: %s", self.cfg.label, exc)
         self.conduct.monitor_error = str(exc)
-        self._steering = False
         self.controls.set_abort(AbortBy.MONITOR, f"the monitor failed: {exc}")
         if self._waiting_since is None:
             self._waiting_since = self.clock.now()
@@ -394,9 +390,9 @@ class Monitor:
             if verdict.next is Next.SETTLE:
                 return verdict
             if self.controls.stopping:
-                return STOPPED
+                return SERVICE_STOPPED
             if verdict.next is Next.FOLLOW:
-                if not self._steering and self._out_of_time():
+                if not self._steering() and self._out_of_time():
                     return give_up(verdict, self._waited())
                 return self._follow_again(verdict)
             if self._waiting_since is None:
@@ -407,7 +403,7 @@ class Monitor:
             delay = min(delay * 2, MAX_BACKOFF)
 
     def _follow_again(self, verdict: Verdict) -> None:
-        if self._steering:
+        if self._steering():
             self._waiting_since = None
         if verdict.rule == "post-copy-running" and not self.controls.in_post_copy():
             self.controls.post_copy_seen()

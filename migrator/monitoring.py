@@ -11,11 +11,13 @@ from collections.abc import Callable
 from oslo_config import cfg
 
 from migrator import constants as c
+from migrator import forecast
 from migrator.adaptive import AdaptivePolicy
 from migrator.flags import Plan
 from migrator.jobstats import data_gb
 from migrator.monitor import LoopConfig
 from migrator.policy import MonitorSettings, Policy, Tunables
+from migrator.predict import Prediction
 from migrator.request import MigrationRequest
 from migrator.steps import StepsPolicy
 
@@ -51,9 +53,10 @@ def settings(conf: cfg.ConfigOpts, memory: int, plan: Plan,
 
 
 def make_policy(conf: cfg.ConfigOpts, settings: MonitorSettings, plan: Plan,
-                factory: PolicyFactory | None) -> Policy:
+                factory: PolicyFactory | None, prior: Prediction | None = None) -> Policy:
+    """``prior``: a prediction made before the start, the adaptive policy's starting point."""
     if factory is not None:
         return factory(settings, plan)
     if conf.libvirt.live_migration_convergence == "adaptive":
-        return AdaptivePolicy(settings)
+        return AdaptivePolicy(settings, forecast.adaptive_tuning(prior) if prior else None)
     return StepsPolicy(settings)

@@ -36,6 +36,9 @@ class MigrationRequest:
     # runs the guest (the outcome is then established there) and the actual downtime.
     # None: no connection is made to the destination (it may be unreachable from here).
     dest_connect_uri: str | None = None
+    # A prediction made before the start (LiveMigrationDriver.predict()): the adaptive
+    # policy's prior (its initial max downtime); None: it learns from the first passes.
+    prediction: Any = None
 
 
 def build(dest: str | None, request: MigrationRequest | None,

@@ -148,37 +148,102 @@ def _wait(world: World, handle: Any, timeout: float) -> MigrationOutcome:
     return outcome
 
 
-def plot(result: SimResult, path: str) -> None:
-    """PNG of remaining bytes, the max-downtime setting and the actions over time."""
+MANY_PASSES = 40  # above this, the saw-tooth is drawn faintly under its per-pass envelope
+MAX_LABELS = 12  # action labels drawn on the plot; the rest are only marked
+
+
+def title(outcome: MigrationOutcome) -> str:
+    """What the plot says at the top: how it ended, how long, how many passes, the downtime."""
+    if outcome.downtime_ms is not None:
+        downtime = f"downtime {outcome.downtime_ms} ms"
+    elif outcome.mode == "post-copy":
+        downtime = "no downtime figure after post-copy"
+    else:
+        downtime = "no switchover"
+    passes = f"{outcome.passes} pass{'' if outcome.passes == 1 else 'es'}"
+    return (f"{outcome.status} ({outcome.mode or 'not migrated'}) after "
+            f"{outcome.total_seconds:.1f} s, {passes}, {downtime}")
+
+
+def figure(result: SimResult) -> Any:
+    """The figure ``plot`` saves: remaining bytes and max downtime above, rates below."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 5))
-    ts = [p.t for p in result.trace]
-    ax.plot(ts, [p.remaining / 2**30 for p in result.trace], label="remaining (GiB)",
-            color="tab:blue")
-    ax.set_xlabel("time (s, simulated)")
+    trace = [p for p in result.trace if p.total > 0]  # setup samples report all zeros
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 2]})
+    _remaining_panel(top, trace)
+    downtime = top.twinx()
+    _downtime_line(downtime, result, trace)
+    _rates_panel(bottom, trace)
+    _mark_actions([top, bottom], result.outcome.actions)
+    fig.suptitle(title(result.outcome))
+    handles = [h for ax in (top, downtime, bottom) for h in ax.get_legend_handles_labels()[0]]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5) or 1,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def _remaining_panel(ax: Any, trace: list[TracePoint]) -> None:
+    ts, gib = [p.t for p in trace], [p.remaining / 2**30 for p in trace]
+    passes = len({p.iteration for p in trace})
+    many = passes > MANY_PASSES
+    ax.plot(ts, gib, color="tab:blue", linewidth=0.5 if many else 1.2, alpha=0.35 if many else 1,
+            label="remaining (GiB)")
+    if many:  # thousands of passes: the dirty set at each pass boundary tells the story
+        starts = {}
+        for p in trace:
+            starts.setdefault(p.iteration, p)
+        ax.plot([p.t for p in starts.values()], [p.remaining / 2**30 for p in starts.values()],
+                color="tab:blue", linewidth=1.5, label="dirty set at each pass (GiB)")
     ax.set_ylabel("remaining (GiB)")
-    ax2 = ax.twinx()
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+
+
+def _downtime_line(ax: Any, result: SimResult, trace: list[TracePoint]) -> None:
     if result.downtime_settings:
         xs, ys = zip(*result.downtime_settings, strict=True)
-        end = max(ts[-1] if ts else 0, xs[-1])
-        ax2.step(list(xs) + [end], list(ys) + [ys[-1]], where="post", color="tab:orange",
-                 label="max downtime (ms)")
-    ax2.set_ylabel("max downtime (ms)")
-    for a in result.outcome.actions:
-        if a.action != "set_max_downtime":
-            ax.axvline(a.at, color="tab:red", linestyle="--", linewidth=1)
-            ax.annotate(a.action, (a.at, ax.get_ylim()[1]), rotation=90, va="top",
-                        fontsize=8, color="tab:red")
-    o = result.outcome
-    ax.set_title(f"{o.status} ({o.mode or 'no switchover'}) in {o.total_seconds:.1f} s, "
-                 f"{o.passes} passes, downtime {o.downtime_ms} ms")
-    lines = ax.get_legend_handles_labels()
-    lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper right")
-    fig.tight_layout()
+        end = max(trace[-1].t if trace else 0, xs[-1], result.outcome.total_seconds)
+        ax.step(list(xs) + [end], list(ys) + [ys[-1]], where="post", color="tab:orange",
+                label="max downtime (ms)")
+        ax.set_ylim(0, max(ys) * 1.25)  # from 0: a flat line stays a flat line
+    ax.set_ylabel("max downtime (ms)")
+
+
+def _rates_panel(ax: Any, trace: list[TracePoint]) -> None:
+    ts = [p.t for p in trace]
+    ax.plot(ts, [p.transfer_rate / 2**20 for p in trace], color="tab:green",
+            label="transfer rate (MiB/s)")
+    ax.plot(ts, [p.dirty_rate / 2**20 for p in trace], color="tab:purple",
+            label="dirty rate (MiB/s)")
+    ax.set_ylabel("MiB/s")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("time (s, simulated)")
+    ax.grid(alpha=0.3)
+
+
+def _mark_actions(axes: list[Any], actions: list[Any]) -> None:
+    """A dashed line per action (downtime steps have their own line); labels for the first few,
+    inside the top panel so they never sit under the legend."""
+    shown = [a for a in actions if a.action != "set_max_downtime"]
+    for i, a in enumerate(shown):
+        for ax in axes:
+            ax.axvline(a.at, color="tab:red", linestyle="--", linewidth=0.8, alpha=0.7)
+        if i < MAX_LABELS:
+            axes[0].annotate(a.action + ("" if a.ok else " (failed)"), (a.at, 0.98),
+                             xycoords=("data", "axes fraction"), rotation=90, va="top",
+                             ha="right", fontsize=8, color="tab:red")
+
+
+def plot(result: SimResult, path: str) -> None:
+    """PNG of remaining bytes, the max downtime, the rates and the actions over time."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(result)
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 
 import migrator
 from migrator import exception
-from migrator.cli import common, migrate, plan, predict, simulate
+from migrator.cli import common, migrate, plan, predict, simulate, watch
 from migrator.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 
 # One module per subcommand, each with ``register(subparsers)``; the order is the help's.
-COMMANDS = (plan, predict, simulate, migrate)
+COMMANDS = (plan, predict, simulate, migrate, watch)
 
 
 def build_parser() -> argparse.ArgumentParser:

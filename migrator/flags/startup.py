@@ -85,32 +85,33 @@ def _connections(s: Startup) -> Iterator[str]:
         yield "[libvirt] live_migration_parallel_connections must be at least 1"
 
 
-# A tunnel for the migrations that copy no disks (explicit, or TUNNELLED in
-# live_migration_flag) cannot be combined with these; a tunnel of block migrations
-# only refuses each block migration (flags.stages), whatever else is set.
-def _tunnel_native_tls(s: Startup) -> Iterator[str]:
-    tunnel = s.eff.tunnel
-    if tunnel.value and s.options.native_tls:
-        yield (f"[libvirt] {tunnel.subject} and live_migration_with_native_tls = true cannot be "
-               f"used together: native TLS already encrypts the data; {tunnel.fix} (prefer "
-               "live_migration_with_native_tls)")
+def _tunnel_conflict(
+    applies: Callable[[Startup], bool], setting: Callable[[Startup], str], why: str, other: str
+) -> Callable[[Startup], Iterator[str]]:
+    """A rule: a tunnel of the migrations that copy no disks (explicit, or TUNNELLED in
+    live_migration_flag) cannot go with ``setting``.  A tunnel of block migrations only
+    refuses each block migration (flags.stages), whatever else is set."""
+
+    def check(s: Startup) -> Iterator[str]:
+        tunnel = s.eff.tunnel
+        if tunnel.value and applies(s):
+            yield (f"[libvirt] {tunnel.subject} and {setting(s)} cannot be used together: "
+                   f"{why}; {tunnel.fix}{other}")
+
+    return check
 
 
-def _tunnel_post_copy(s: Startup) -> Iterator[str]:
-    tunnel = s.eff.tunnel
-    if tunnel.value and s.options.permit_post_copy:
-        yield (f"[libvirt] {tunnel.subject} and live_migration_permit_post_copy = true cannot "
-               f"be used together: libvirt refuses post-copy over a tunnel; {tunnel.fix} or set "
-               "live_migration_permit_post_copy = false")
-
-
-def _tunnel_parallel(s: Startup) -> Iterator[str]:
-    tunnel = s.eff.tunnel
-    if tunnel.value and s.parallel:
-        yield (f"[libvirt] {tunnel.subject} and live_migration_parallel_connections = "
-               f"{s.options.parallel_connections} cannot be used together: libvirt cannot "
-               f"tunnel parallel connections; {tunnel.fix} or set "
-               "live_migration_parallel_connections = 1")
+_tunnel_native_tls = _tunnel_conflict(
+    lambda s: s.options.native_tls, lambda s: "live_migration_with_native_tls = true",
+    "native TLS already encrypts the data", " (prefer live_migration_with_native_tls)")
+_tunnel_post_copy = _tunnel_conflict(
+    lambda s: s.options.permit_post_copy, lambda s: "live_migration_permit_post_copy = true",
+    "libvirt refuses post-copy over a tunnel", " or set live_migration_permit_post_copy = false")
+_tunnel_parallel = _tunnel_conflict(
+    lambda s: s.parallel,
+    lambda s: f"live_migration_parallel_connections = {s.options.parallel_connections}",
+    "libvirt cannot tunnel parallel connections",
+    " or set live_migration_parallel_connections = 1")
 
 
 def _zerocopy(s: Startup) -> Iterator[str]:

@@ -8,9 +8,22 @@ the event gets set on the way) and returns ``event.is_set()``.
 Moving time runs the *listeners* (the simulated world steps its hypervisors
 analytically to the new time) and the *timers* (``call_at`` / ``call_later``,
 for scripted scenarios) in time order.  Advances are serialised by a
-re-entrant lock: a timer callback may itself wait on the clock.  Waits from
-several threads do not stack: a wait whose deadline another thread's advance
-has already passed returns without moving time.
+re-entrant lock: a timer callback may itself wait on the clock.
+
+Several threads waiting at once behave as on a real clock (N monitors that
+each ``wait(0.5)`` in a loop all poll every 0.5 s of virtual time):
+
+* time moves only to the earliest deadline of the threads waiting, and only
+  once every thread whose deadline has passed has left its wait (a thread
+  that is not scheduled for a while is waited for, not overtaken: with native
+  threads the one that keeps the GIL would otherwise run a whole migration
+  while the others never get to look);
+* a thread's wait counts from where its previous one ended when other threads
+  moved time meanwhile (by up to the timeout): it does not wait a full
+  interval more because another thread stepped while it was busy.
+
+A wait whose deadline another thread's advance has already passed returns
+without moving time.
 """
 
 from __future__ import annotations
@@ -20,9 +33,13 @@ import itertools
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 # A listener steps to the given time and returns the time it reached.
 Listener = Callable[[float], float]
+# A thread that lets others go first is woken when it is its turn; it also looks
+# on its own this often (real seconds), in case its event was set from outside.
+_HANDOVER_CHECK = 0.5
 
 
 def cooperate() -> None:
@@ -39,6 +56,91 @@ def cooperate() -> None:
         eventlet.sleep(0)
 
 
+@dataclass
+class _Sleeper:
+    deadline: float
+    stop: threading.Event
+    turn: threading.Event = field(default_factory=threading.Event)  # look again
+
+
+_GONE = _Sleeper(float("nan"), threading.Event())
+
+
+class _Sleepers:
+    """The threads inside :meth:`VirtualClock.wait`, and whose turn it is.
+
+    Time moves only when no waiting thread whose deadline has passed (or whose
+    event was set) is still inside its wait.  Each of those is woken by its
+    own event, and when the last has left, one parked thread (the earliest
+    deadline) is woken to move time: a tick wakes each thread about once,
+    not every thread at every change.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_thread: dict[int, _Sleeper] = {}
+        self._heap: list[tuple[float, int]] = []  # deadlines (lazy deletes)
+        self._due: set[int] = set()  # deadline passed or event set, still inside
+        self._parked: set[int] = set()  # waiting for the due ones to leave
+        self._waited_until: dict[int, float] = {}  # thread -> when its last wait ended
+
+    def __len__(self) -> int:
+        return len(self._by_thread)
+
+    def enter(self, me: int, now: float, timeout: float, stop: threading.Event) -> float:
+        """Register; the deadline counts from the end of this thread's last wait when
+        other threads moved time since (by up to ``timeout``)."""
+        with self._lock:
+            last = self._waited_until.get(me)
+            start = last if last is not None and last <= now <= last + timeout else now
+            deadline = start + timeout
+            self._by_thread[me] = _Sleeper(deadline, stop)
+            heapq.heappush(self._heap, (deadline, me))
+            if deadline <= now:
+                self._due.add(me)
+            return deadline
+
+    def leave(self, me: int, now: float) -> None:
+        with self._lock:
+            self._by_thread.pop(me, None)
+            self._parked.discard(me)
+            self._waited_until[me] = now
+            self._due.discard(me)
+            if not self._due and self._parked:
+                first = min(self._parked, key=lambda t: self._by_thread[t].deadline)
+                self._by_thread[first].turn.set()
+
+    def next_step(self, me: int) -> float | None:
+        """The earliest deadline of all waiting threads, or None (then :meth:`park`)
+        while others whose wait is over have not left it yet."""
+        with self._lock:
+            if len(self._due) > (me in self._due):
+                self._by_thread[me].turn.clear()
+                self._parked.add(me)
+                return None
+            heap = self._heap
+            while self._by_thread.get(heap[0][1], _GONE).deadline != heap[0][0]:
+                heapq.heappop(heap)  # that thread left, or waits for another deadline now
+            return heap[0][0]
+
+    def park(self, me: int) -> None:
+        """Wait (real time) until it is this thread's turn again."""
+        self._by_thread[me].turn.wait(_HANDOVER_CHECK)
+        with self._lock:
+            self._parked.discard(me)
+
+    def mark_due(self, me: int, now: float) -> bool:
+        """After a step: wake those whose deadline passed or whose event was set (a
+        migration that ended at this step woke its monitor).  Whether any besides ``me``."""
+        with self._lock:
+            due = {t: z for t, z in self._by_thread.items()
+                   if z.deadline <= now or z.stop.is_set()}
+            self._due = set(due)
+        for sleeper in due.values():  # outside the lock: 1,000 threads contend for it
+            sleeper.turn.set()
+        return len(due) > (me in due)
+
+
 class VirtualClock:
     """Virtual seconds since ``start``; see the module docstring."""
 
@@ -50,6 +152,7 @@ class VirtualClock:
         self._seq = itertools.count()
         self._advancer: int | None = None
         self._depth = 0
+        self._sleepers = _Sleepers()  # the threads inside wait()
 
     def now(self) -> float:
         return self._now
@@ -58,7 +161,22 @@ class VirtualClock:
         cooperate()
         if event.is_set():
             return True
-        self.advance_to(self._now + max(float(timeout), 0.0), stop=event)
+        timeout = max(float(timeout), 0.0)
+        if self.is_advancing_thread():  # a timer or listener waiting inside an advance
+            self.advance_to(self._now + timeout, stop=event)
+            return event.is_set()
+        me = threading.get_ident()
+        sleepers = self._sleepers
+        deadline = sleepers.enter(me, self._now, timeout, event)
+        try:
+            while not event.is_set() and self._now < deadline:
+                step = sleepers.next_step(me)
+                if step is None:
+                    sleepers.park(me)
+                else:
+                    self.advance_to(step, stop=event, hand_over=True)
+        finally:
+            sleepers.leave(me, self._now)
         return event.is_set()
 
     def sleep(self, seconds: float) -> None:
@@ -71,11 +189,18 @@ class VirtualClock:
             raise ValueError("virtual time cannot go backwards")
         return self.advance_to(self._now + seconds)
 
-    def advance_to(self, target: float, stop: threading.Event | None = None) -> float:
-        """Move time forward to ``target`` (no-op if already there); returns the time."""
+    def advance_to(
+        self, target: float, stop: threading.Event | None = None, *, hand_over: bool = False
+    ) -> float:
+        """Move time forward to ``target`` (no-op if already there); returns the time.
+
+        Stops early once ``stop`` is set, and with ``hand_over`` (a waiting
+        thread) once another waiting thread must look first.
+        """
+        me = threading.get_ident()
         with self._lock:
             self._depth += 1
-            self._advancer = threading.get_ident()
+            self._advancer = me
             try:
                 while self._now < target:
                     due = self._timers[0][0] if self._timers else None
@@ -88,13 +213,19 @@ class VirtualClock:
                     self._now = max(self._now, reached)
                     if due is not None and due <= self._now:
                         self._run_due()
-                    if stop is not None and stop.is_set():
+                    others_due = self._sleepers.mark_due(me, self._now)
+                    if (stop is not None and stop.is_set()) or (hand_over and others_due):
                         break
             finally:
                 self._depth -= 1
                 if self._depth == 0:
                     self._advancer = None
             return self._now
+
+    @property
+    def waiting(self) -> int:
+        """How many threads are inside :meth:`wait` now (scenario scripts wait on it)."""
+        return len(self._sleepers)
 
     def is_advancing_thread(self) -> bool:
         """True when called from inside an advance (a timer, listener or event callback)."""

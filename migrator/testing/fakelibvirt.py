@@ -431,17 +431,21 @@ class virConnect:  # noqa: N801 - libvirt's name
             if world.require_event_loop and not world.event_loop_registered:
                 raise E.event_loop_missing().exc()
             cid = next(self._callback_ids)
-            self._callbacks[cid] = (dom._uuid if dom is not None else None, eventID, cb, opaque)
+            uuid = dom._uuid if dom is not None else None
+            self._callbacks[cid] = (uuid, eventID, cb, opaque)
+            world.listen(self, eventID, uuid)
             return cid
 
     def domainEventDeregisterAny(self, callbackID: int) -> int:  # noqa: N802, N803
-        with self._call("domainEventDeregisterAny"):
-            if self._callbacks.pop(callbackID, None) is None:
+        with self._call("domainEventDeregisterAny") as world:
+            found = self._callbacks.pop(callbackID, None)
+            if found is None:
                 raise E.spec(
                     C.VIR_ERR_INVALID_ARG,
                     C.VIR_FROM_NONE,
                     f"could not find event callback {callbackID} for deletion",
                 ).exc()
+            world.unlisten(self, found[1], found[0])
             return 0
 
     def registerCloseCallback(self, cb: Callable[..., Any], opaque: Any = None) -> int:  # noqa: N802

@@ -202,7 +202,10 @@ class Waiter:
         self.thread = threading.get_ident()
         self.done = False
         self.error: ErrorSpec | None = None
-        self.woke = False
+        # Its own events (not the world's condition), so that an outcome wakes
+        # this caller only, and 1,000 blocked calls do not all wake every step.
+        self.ready = threading.Event()  # done: the caller may return
+        self.woke = threading.Event()  # the caller saw it and is returning
 
 
 class World:
@@ -239,7 +242,10 @@ class World:
         self._cond = threading.Condition(self._lock)
         self._dispatch_lock = threading.RLock()
         self._events: deque[Event] = deque()
-        self._connections: list[Connection] = []
+        self._connections: dict[Connection, None] = {}  # an ordered set
+        # (host, event id, domain uuid or None for all) -> {connection: callbacks}: an
+        # event goes only to the connections that asked for it, not to every connection.
+        self._listeners: dict[tuple[str, int, str | None], dict[Connection, int]] = {}
         self._posted: list[Waiter] = []
         self._t = self.clock.now()
         self.clock.add_listener(self.step_to)
@@ -428,13 +434,13 @@ class World:
         worker thread that is just returning from a finished migration.
         """
         me = threading.get_ident()
-        deadline = time.monotonic() + 2.0
+        # As long as a stall is tolerated: on a loaded machine a woken thread may
+        # take seconds to run, and a shorter bound made outcomes depend on load.
+        deadline = time.monotonic() + self.stall_timeout
         for waiter in posted:
             if waiter.thread == me:
                 continue
-            with self._lock:
-                while not waiter.woke and time.monotonic() < deadline:
-                    self._cond.wait(0.01)
+            waiter.woke.wait(max(deadline - time.monotonic(), 0.0))
         if any(w.thread != me for w in posted):
             time.sleep(0.001)  # let the caller's code after the call run
 
@@ -448,7 +454,7 @@ class World:
         self.emit(host, rec, C.VIR_DOMAIN_EVENT_ID_LIFECYCLE, event, detail)
 
     def dispatch(self) -> None:
-        """Deliver queued events, in order, to the connections of the event's host."""
+        """Deliver queued events, in order, to the connections that registered for them."""
         if not self._events:
             return
         with self._dispatch_lock:
@@ -457,9 +463,29 @@ class World:
                     if not self._events:
                         return
                     ev = self._events.popleft()
-                    conns = [c for c in self._connections if c.host.name == ev.host and c.alive]
+                    mine = self._listeners.get((ev.host, ev.event_id, ev.uuid), {})
+                    every = self._listeners.get((ev.host, ev.event_id, None), {})
+                    conns = [c for c in {**mine, **every} if c.alive]
                 for conn in conns:
                     conn._deliver(ev)
+
+    def listen(self, conn: Connection, event_id: int, uuid: str | None) -> None:
+        """``conn`` registered a callback for ``event_id`` of one domain (or all: None)."""
+        with self._lock:
+            group = self._listeners.setdefault((conn.host.name, event_id, uuid), {})
+            group[conn] = group.get(conn, 0) + 1
+
+    def unlisten(self, conn: Connection, event_id: int, uuid: str | None) -> None:
+        """One such callback of ``conn`` is gone."""
+        with self._lock:
+            key = (conn.host.name, event_id, uuid)
+            group = self._listeners.get(key, {})
+            if group.get(conn, 0) > 1:
+                group[conn] -= 1
+                return
+            group.pop(conn, None)
+            if not group:
+                self._listeners.pop(key, None)
 
     # -- connections -------------------------------------------------------------
 
@@ -494,12 +520,15 @@ class World:
 
     def add_connection(self, conn: Connection) -> None:
         with self._lock:
-            self._connections.append(conn)
+            self._connections[conn] = None
 
     def remove_connection(self, conn: Connection) -> None:
         with self._lock:
-            if conn in self._connections:
-                self._connections.remove(conn)
+            self._connections.pop(conn, None)
+            for key in [k for k, group in self._listeners.items() if conn in group]:
+                del self._listeners[key][conn]
+                if not self._listeners[key]:
+                    del self._listeners[key]
             self._cond.notify_all()
 
     def connections(self, host: str | None = None) -> list[Connection]:
@@ -540,6 +569,7 @@ class World:
             waiter.done = True
             waiter.error = error
             self._posted.append(waiter)
+            waiter.ready.set()
         self._cond.notify_all()
 
     def wait_for(self, waiter: Waiter) -> None:
@@ -549,29 +579,24 @@ class World:
         the clock itself; otherwise another thread must (the monitor).
         """
         last_t, last_real = self.clock.now(), time.monotonic()
-        while True:
-            with self._lock:
-                if waiter.done:
-                    waiter.woke = True
-                    self._cond.notify_all()
-                    break
-                if not (self.autorun or self.clock.is_advancing_thread()):
-                    self._cond.wait(0.05)
-                    if waiter.done:
-                        continue
-                    now = self.clock.now()
-                    if now != last_t:
-                        last_t, last_real = now, time.monotonic()
-                    elif time.monotonic() - last_real > self.stall_timeout:
-                        raise SimulationStalled(
-                            "fake libvirt: a blocked call waited "
-                            f"{self.stall_timeout:.0f} s (real) but virtual time did not "
-                            "move; use World(autorun=True) or advance the clock from "
-                            "another thread"
-                        )
-                    continue
-            cooperate()
-            self.clock.advance(self.autorun_step)
+        while not waiter.done:
+            if self.autorun or self.clock.is_advancing_thread():
+                cooperate()
+                self.clock.advance(self.autorun_step)
+                continue
+            if waiter.ready.wait(5.0):  # its own event: set with the outcome
+                break
+            now = self.clock.now()
+            if now != last_t:
+                last_t, last_real = now, time.monotonic()
+            elif time.monotonic() - last_real > self.stall_timeout:
+                raise SimulationStalled(
+                    "fake libvirt: a blocked call waited "
+                    f"{self.stall_timeout:.0f} s (real) but virtual time did not "
+                    "move; use World(autorun=True) or advance the clock from "
+                    "another thread"
+                )
+        waiter.woke.set()
         self.dispatch()
         if waiter.error is not None:
             raise waiter.error.exc()

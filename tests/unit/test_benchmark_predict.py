@@ -12,7 +12,8 @@ def record(workload, policy, status, total, pred_completes, pred_total, ram_tota
     return {"workload": workload, "policy": policy, "status": status, "total_s": total,
             "passes": 5, "measured_bps": 16 * MiB, "measured_ws": None, "at_least": False,
             "send_bytes": 33 * MiB, "pred_completes": pred_completes, "pred_total_s": pred_total,
-            "pred_passes": 4, "ram_total_s": ram_total}
+            "pred_passes": 4, "ram_total_s": ram_total, "own_bps": 16 * MiB,
+            "own_completes": pred_completes, "own_total_s": pred_total, "own_passes": 4}
 
 
 def test_table_and_verdict() -> None:
@@ -30,3 +31,6 @@ def test_table_and_verdict() -> None:
     assert "within 25 % on the converging ones: 1/2 (median ratio predicted/real 1.30)" in text
     assert "from the guest's whole RAM instead: 0/2 within 25 %" in text
     assert "QEMU's own resident memory 38 MiB" in text
+    assert "from the guest's own rate instead of page sampling: converges or not right 3/4, " \
+           "total time within 25 % 1/2 (median ratio 1.30)" in text
+    assert t.rows[0][-3:] == ["16", "completes", "1.10"]

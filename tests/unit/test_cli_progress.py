@@ -71,7 +71,7 @@ def test_the_bar_rewrites_one_line_with_the_figures_operators_read():
     assert re.search(r"  t \d", sample)
     percents = [float(m) for m in re.findall(r"(\d+\.\d)% ", rest)]
     assert percents == sorted(percents) and percents[-1] < 100  # never down, never 100 early
-    assert "at 1.0 s: set_max_downtime 50: downtime step 0/10" in rest  # actions scroll above
+    assert "at 1.5 s: set_max_downtime 50: downtime step 0/10" in rest  # actions scroll above
 
 
 def test_a_hopeless_migration_says_why_instead_of_an_eta():
@@ -115,7 +115,7 @@ def test_log_lines_at_a_steady_interval_of_the_virtual_clock(capsys):
                      r"total=17179869184\); pass 1, sent 1.2 GiB/s", first), first
     assert any("converging, ETA" in line for line in running)
     actions = [line for line in lines if " action at " in line]
-    assert actions == ["sim+00:00:01.0 action at 1.0 s: set_max_downtime 50: downtime step 0/10:"
+    assert actions == ["sim+00:00:01.5 action at 1.5 s: set_max_downtime 50: downtime step 0/10:"
                        " 50 ms after 0 s (delay 75 s/GiB x 16.0 GiB)"]
     assert lines[-1].startswith("sim+00:01:38.") and lines[-1].endswith("completed (pre-copy) "
                                                                          "after 1m38s")

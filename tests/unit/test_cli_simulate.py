@@ -88,6 +88,9 @@ def test_adaptive_stalls_early_and_says_what_would_help(capsys, tmp_path):
     assert status == 1 and doc["outcome"] == "stalled"
     assert doc["total_seconds"] < 800 * 4  # far sooner than Nova's completion timeout
     assert "needs >=" in doc["actions"][-1]["reason"]
+    # asked to dirty 2 GiB/s, QEMU's measure shows the link's rate: the reason says why
+    assert "dirty rate 1192 MiB/s vs link 1192 MiB/s (QEMU counts a page once per pass" in (
+        doc["actions"][-1]["reason"])
 
 
 def test_plot_is_written(capsys, tmp_path):
@@ -97,3 +100,17 @@ def test_plot_is_written(capsys, tmp_path):
                             "--plot", str(png))
     assert status == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_working_set_larger_than_memory_is_refused(capsys):
+    status, out, err = simulate(capsys, "--memory", "4GiB", "--working-set", "8GiB")
+    assert status == 2 and out == ""
+    assert err == ("migrator: error: --working-set 8.0 GiB is larger than --memory 4.0 GiB: "
+                   "a guest rewrites only memory it has\n")
+
+
+def test_an_ambiguous_rate_is_refused_with_the_spelling_meant(capsys):
+    with pytest.raises(SystemExit) as exc:
+        simulate(capsys, "--bandwidth", "10G")
+    assert exc.value.code == 2
+    assert "write 10Gbit/s for bits per second" in capsys.readouterr().err

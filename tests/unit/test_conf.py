@@ -26,6 +26,7 @@ DEFAULTS = {
     "live_migration_parallel_connections": 1,
     "live_migration_monitor_interval": 5,
     "live_migration_convergence": "steps",
+    "live_migration_refuse_predicted_failure": False,
     "live_migration_postcopy_recovery_timeout": 600,
     "live_migration_establish_timeout": 600,
     "live_migration_extra_flags": [],

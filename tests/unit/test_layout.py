@@ -19,6 +19,7 @@ LAYOUT = ROOT / "doc" / "source" / "contributor" / "layout.rst"
 
 # Modules (or packages) that may call libvirt, read the clock or start threads.
 IO_MODULES = {"_libvirt", "clock", "concurrency", "monitor", "driver", "simulate", "measure",
+              "watch",
               "cli", "nova", "testing", "__main__", "control", "facts", "startup", "recovery",
               "monitoring", "handle", "execution"}
 FORBIDDEN = {"threading", "time", "libvirt", "eventlet"} | {f"migrator.{m}" for m in IO_MODULES}

@@ -80,6 +80,14 @@ def test_mask_text_masks_every_uri_in_a_message():
     )
 
 
+def test_options_repr_masks_the_template_password():
+    from migrator.flags import Options
+
+    shown = repr(Options(uri_template=f"qemu+tcp://admin:{PASSWORD}@%s/system", bandwidth=5))
+    assert PASSWORD not in shown
+    assert "uri_template='qemu+tcp://admin:***@%s/system'" in shown and "bandwidth=5" in shown
+
+
 # -- oslo.config's own output ----------------------------------------------------------------
 
 
@@ -109,7 +117,7 @@ def test_dollar_in_a_plain_option_still_names_the_reference(make_conf):
 def test_bad_value_of_a_secret_option_is_never_quoted():
     opt = cfg.StrOpt("token", secret=True)
     exc = ValueError(f"Value for option token is not valid: {PASSWORD!r} is too long")
-    line = migrator.conf._explain("libvirt", opt, exc)
+    line = migrator.conf.values._explain("libvirt", opt, exc)
     assert "[libvirt] token" in line and PASSWORD not in line
 
 

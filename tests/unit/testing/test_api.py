@@ -207,6 +207,39 @@ def test_event_registration_needs_an_event_loop(fx) -> None:
     assert error_of(lambda: conn.domainEventDeregisterAny(cid)).get_error_code() == 8
 
 
+def test_an_event_reaches_only_the_connections_that_asked_for_it(fx, monkeypatch) -> None:
+    """Delivery costs the listeners, not the connections: 1,000 monitors' connections
+    once made every event cost 1,000 deliveries (O(N^2) at N concurrent migrations)."""
+    fx.world.add_host("h")
+    for name in ("vm1", "vm2"):
+        fx.world.add_guest("h", name, memory=GiB)
+    fake.virEventRegisterDefaultImpl()
+    conns = [fake.open("qemu:///system") for _ in range(50)]
+    delivered: list[fake.virConnect] = []
+    original = fake.virConnect._deliver
+
+    def counting(self, ev):
+        delivered.append(self)
+        return original(self, ev)
+
+    monkeypatch.setattr(fake.virConnect, "_deliver", counting)
+    seen = []
+    one, every = conns[7], conns[30]
+    vm1 = one.lookupByName("vm1")
+    one.domainEventRegisterAny(vm1, fake.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                               lambda c, d, *a: seen.append(("one", d.name())), None)
+    cid = every.domainEventRegisterAny(None, fake.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                       lambda c, d, *a: seen.append(("every", d.name())), None)
+    conns[0].lookupByName("vm2").suspend()
+    assert delivered == [every] and seen == [("every", "vm2")]
+    vm1.suspend()
+    assert delivered[1:] == [one, every] and seen[1:] == [("one", "vm1"), ("every", "vm1")]
+    every.domainEventDeregisterAny(cid)
+    one.close()
+    conns[0].lookupByName("vm1").resume()
+    assert len(delivered) == 3  # nobody asked any more
+
+
 def test_migration_knobs_without_a_job(world: World) -> None:
     add_vm(world)
     dom = fake.open("qemu+tcp://src/system").lookupByName("vm1")

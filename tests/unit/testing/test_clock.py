@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -121,3 +122,51 @@ def test_run_timers_moves_time_through_every_timer() -> None:
     assert clock.run_timers() == 2.5
     assert fired == [1.0, 2.5]
     assert clock.run_timers() == 2.5  # nothing left: time stays
+
+
+def _poller(clock: VirtualClock, until: float, seen: list[float]) -> threading.Thread:
+    def run() -> None:
+        never = threading.Event()
+        while clock.now() < until:
+            seen.append(clock.now())
+            clock.wait(never, 0.5)
+
+    return threading.Thread(target=run)
+
+
+def test_many_pollers_each_see_every_tick() -> None:
+    """N threads polling wait(0.5) in a loop poll every 0.5 s, as on a real clock.
+
+    Before, each wait moved time 0.5 s on from wherever the last one left it,
+    so with N threads each saw one tick in N.
+    """
+    clock = VirtualClock()
+    n = 12
+    go = threading.Event()
+    clock.add_listener(lambda t: t if go.wait(30) else t)  # time holds until all poll
+    seen: list[list[float]] = [[] for _ in range(n)]
+    threads = [_poller(clock, 5.0, seen[i]) for i in range(n)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    while clock.waiting < n and time.monotonic() < deadline:
+        go.wait(0.01)
+    go.set()
+    for t in threads:
+        t.join(30)
+    assert clock.now() == 5.0
+    ticks = [i * 0.5 for i in range(10)]
+    for polls in seen:
+        assert sorted(set(polls)) == ticks
+
+
+def test_a_wait_counts_from_where_the_last_one_ended() -> None:
+    clock = VirtualClock()
+    never = threading.Event()
+    clock.wait(never, 0.5)
+    clock.advance(0.3)  # someone else moved time while this thread was busy
+    clock.wait(never, 0.5)
+    assert clock.now() == 1.0
+    clock.advance(2.0)  # more than an interval: a full interval from now
+    clock.wait(never, 0.5)
+    assert clock.now() == 3.5

@@ -6,7 +6,7 @@ the guest, which only Nova's test fake shows.  On real libvirt a completed migra
 stops the source in its Confirm phase, so the left-source and destination rules
 settle it; and a record must be told ours from an earlier job's by comparing it
 with the one read before the call, which needs libvirt to hand out the same record
-on every read (KEEP_COMPLETED) and a new one, with its own times, for a new job.
+on every read (KEEP_COMPLETED).
 """
 
 from __future__ import annotations
@@ -71,27 +71,26 @@ def test_a_real_completed_migration_settles_by_the_rules_it_did_before(rig, ask_
     assert rig.where("rec-done")["a"] is None
 
 
-def test_real_libvirt_keeps_our_jobs_record_and_hands_out_the_same_one_every_time(rig):
+def test_a_cancelled_real_migration_leaves_no_record_the_rule_could_take_for_ours(rig):
+    """libvirt 9 keeps no completed-job record of a cancelled outgoing migration
+    (older and newer ones may keep a CANCELLED one): either way nothing the
+    'libvirt-completed-record' rule reads says COMPLETED, and a record read twice
+    (KEEP_COMPLETED) is the same record, so a stale one is never taken for ours."""
     rig.define_guest("a", "rec-cancel", **NEVER)
     rig.wait_heartbeat("a", "rec-cancel", above=0, timeout=60)
     with contextlib.closing(rig.connect("a")) as conn:
         dom = conn.lookupByName("rec-cancel")
         before = read_record(dom)
         assert before is not None
-        outcome = migrate(rig, "rec-cancel", conf=make_conf(live_migration_bandwidth=20),
-                          abort_when_running=True)
-        assert outcome.status == "cancelled" and outcome.rule == "source-runs"
-        record = read_record(dom)
-        assert record is not None and record.kind == c.VIR_DOMAIN_JOB_CANCELLED, record
-        assert record.operation == c.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT
-        assert record_of_our_job(record, before)
-        # kept and unchanged: read again before a next call, it is recognised as stale
-        again = read_record(dom)
-        assert again == record and not record_of_our_job(again, record)
-
-        # a second job leaves a record of its own, with its own times
-        outcome = migrate(rig, "rec-cancel", conf=make_conf(live_migration_bandwidth=20),
-                          abort_when_running=True)
-        assert outcome.status == "cancelled"
-        second = read_record(dom)
-        assert second is not None and record_of_our_job(second, record)
+        for _ in range(2):
+            outcome = migrate(rig, "rec-cancel", conf=make_conf(live_migration_bandwidth=20),
+                              abort_when_running=True)
+            assert outcome.status == "cancelled" and outcome.rule == "source-runs"
+            record = read_record(dom)
+            assert record is not None and record.kind in (None, c.VIR_DOMAIN_JOB_CANCELLED)
+            if record_of_our_job(record, before):
+                assert record.kind == c.VIR_DOMAIN_JOB_CANCELLED
+                assert record.operation in (None, c.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT)
+            again = read_record(dom)
+            assert again == record and not record_of_our_job(again, record)
+            before = record

@@ -46,10 +46,10 @@ def test_a_migrating_guest_is_refused_at_once(rig) -> None:
         deadline = time.monotonic() + 30
         while dom.jobStats().get("type", 0) == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
-        t0 = time.monotonic()
+        # refused from the job it reads (jobStats takes no job lock), before the
+        # calculation would wait for the migration's lock and fail with libvirt's words
         with pytest.raises(exception.MeasurementFailed, match="meas-mig is migrating"):
             measure.measure(dom)
-        assert time.monotonic() - t0 < 5  # not libvirt's 30 s wait for the job's lock
     finally:
         with pytest.raises(libvirt.libvirtError):
             dom.abortJob()

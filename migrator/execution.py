@@ -9,6 +9,7 @@ from the driver comes in an :class:`Env`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from collections.abc import Callable
@@ -122,29 +123,42 @@ def execute(env: Env, job: Job) -> MigrationOutcome:
     return _after(env, job, monitor, result)
 
 
+def _open_domain(env: Env, job: Job) -> Any:
+    """The guest on a new connection of its own (closed when the migration settles)."""
+    conn = env.connect(env.source_uri)
+    job.conns.append(conn)
+    try:
+        return concurrency.blocking(conn.lookupByUUIDString(job.handle.uuid))
+    except Exception as exc:  # noqa: BLE001 - libvirtError
+        if _libvirt.error_code(exc) == c.VIR_ERR_NO_DOMAIN:
+            return GoneDomain(_libvirt.error_message(exc))  # it left: say so
+        raise
+
+
 def _monitor(env: Env, job: Job, plan: flags.Plan, refusal: str | None) -> Monitor:
     handle = job.handle
+    monitor_conn: list[Any] = []
 
     def reconnect() -> Any:
-        conn = env.connect(env.source_uri)
-        job.conns.append(conn)
-        try:
-            return concurrency.blocking(conn.lookupByUUIDString(handle.uuid))
-        except Exception as exc:  # noqa: BLE001 - libvirtError
-            if _libvirt.error_code(exc) == c.VIR_ERR_NO_DOMAIN:
-                return GoneDomain(_libvirt.error_message(exc))  # it left: say so
-            raise
+        """The monitor's connection, anew: the one it replaces is closed."""
+        dom = _open_domain(env, job)
+        for old in monitor_conn:
+            job.conns.remove(old)
+            with contextlib.suppress(Exception):
+                old.close()
+        monitor_conn[:] = [job.conns[-1]]
+        return dom
 
     mon_dom = reconnect()
     refusal = refusal or (None if job.reattach else startup.foreign_job(mon_dom))
     memory = 0 if refusal else int(mon_dom.info()[1]) * 1024  # maxMem in KiB
     settings = monitoring.settings(env.conf, memory, plan, job.request)
-    conduct, worker, started = _conduct(env, job, plan, mon_dom, reconnect, refusal)
+    conduct, worker, started = _conduct(env, job, plan, mon_dom, refusal)
     if worker is not None:
         LOG.info("%sstarting: flags %s (%s), uri %s, params %s", job.label, plan.flags,
                  "|".join(n[len("VIR_MIGRATE_"):] for n in plan.flag_names),
                  uri.mask_credentials(plan.uri), plan.display_params())
-    dest = Destination(env.connect, job.request.dest_connect_uri, handle.uuid, job.conns)
+    dest = Destination(env.connect, job.request.dest_connect_uri, handle.uuid)
     conf = env.conf
     policy = monitoring.make_policy(conf, settings, plan, env.policy_factory,
                                     job.request.prediction)
@@ -159,7 +173,7 @@ def _monitor(env: Env, job: Job, plan: flags.Plan, refusal: str | None) -> Monit
     )
 
 
-def _conduct(env: Env, job: Job, plan: flags.Plan, mon_dom: Any, reconnect: Callable[[], Any],
+def _conduct(env: Env, job: Job, plan: flags.Plan, mon_dom: Any,
              refusal: str | None) -> tuple[Conduct, Worker | None, float | None]:
     """What is started: our call, nothing (refused), or nothing new (re-attached)."""
     try:
@@ -176,7 +190,7 @@ def _conduct(env: Env, job: Job, plan: flags.Plan, mon_dom: Any, reconnect: Call
         LOG.warning("%snot started: %s", job.label, refusal)
         return (Conduct(call=CallEnd.NONE, refused=refusal, persistent=persistent,
                         undefine_source=undefine), None, None)
-    mig_dom = reconnect()
+    mig_dom = _open_domain(env, job)
     worker = Worker(lambda: mig_dom.migrateToURI3(plan.uri, plan.params, plan.flags),
                     f"migrator-op-{job.handle.name}")
     return Conduct(persistent=persistent, undefine_source=undefine), worker, None
@@ -195,10 +209,10 @@ def _hooks(job: Job) -> Hooks:
 
 def _after(env: Env, job: Job, monitor: Monitor, result: Outcome) -> MigrationOutcome:
     """Recover a failed post-copy, tidy the source, read the downtime."""
-    handle, plan, conns = job.handle, job.handle.plan, job.conns
+    handle, plan = job.handle, job.handle.plan
     assert plan is not None
-    source = SourceView(env.connect, env.source_uri, handle.uuid, conns)
-    dest = Destination(env.connect, job.request.dest_connect_uri, handle.uuid, conns)
+    source = SourceView(env.connect, env.source_uri, handle.uuid)
+    dest = Destination(env.connect, job.request.dest_connect_uri, handle.uuid)
     if result.status == POSTCOPY_FAILED:
         handle.status = "recovering"
         recover(result, Recovery(

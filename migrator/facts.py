@@ -8,7 +8,7 @@ raises for an answer libvirt may legitimately give.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,8 +168,10 @@ class JobIdentity:
 
 
 def read_source(domain: Any, identify: Callable[[JobSample], bool],
-                reader: JobReader | None = None) -> SourceFacts:
-    """The guest on the source now; ``identify(sample)`` tells whether a running job is ours."""
+                reader: JobReader | None = None,
+                record_before: JobRecord | None = None) -> SourceFacts:
+    """The guest on the source now; ``identify(sample)`` tells whether a running job is ours,
+    ``record_before`` (read just before our call) whether libvirt's completed record is."""
     try:
         state, reason = domain.state()[:2]
     except Exception as exc:  # noqa: BLE001 - libvirtError
@@ -189,8 +191,10 @@ def read_source(domain: Any, identify: Callable[[JobSample], bool],
         if job in RUNNING_JOBS:
             assert sample is not None
             ours = identify(sample)
-    last_job, last_error = (None, None) if job in RUNNING_JOBS else _last_job(domain)
-    return SourceFacts(True, True, state, reason, job, ours, last_job, last_error)
+    record = None if job in RUNNING_JOBS else read_record(domain)
+    return SourceFacts(True, True, state, reason, job, ours,
+                       record.kind if record else None, record.error if record else None,
+                       record_of_our_job(record, record_before))
 
 
 def has_job(domain: Any) -> bool:
@@ -202,35 +206,69 @@ def has_job(domain: Any) -> bool:
         return False
 
 
-def _last_job(domain: Any) -> tuple[int | None, str | None]:
-    """The type and error of the last finished job libvirt kept (None, None: none)."""
+@dataclass(frozen=True)
+class JobRecord:
+    """libvirt's record of the domain's last finished job, as ``jobStats`` with
+    VIR_DOMAIN_JOB_STATS_COMPLETED gave it (``{'type': NONE}``: none kept)."""
+
+    stats: dict[str, Any]
+
+    @property
+    def kind(self) -> int | None:
+        """The job's type, None when there is no record (or libvirt gave garbage)."""
+        kind = self.stats.get("type")
+        return kind if isinstance(kind, int) and kind != c.VIR_DOMAIN_JOB_NONE else None
+
+    @property
+    def error(self) -> str | None:
+        errmsg = self.stats.get("errmsg")
+        return errmsg if isinstance(errmsg, str) else None
+
+    @property
+    def operation(self) -> int | None:
+        """What the job was (libvirt >= 3.3 says; None: not said)."""
+        operation = self.stats.get("operation")
+        return operation if isinstance(operation, int) else None
+
+
+def read_record(domain: Any) -> JobRecord | None:
+    """libvirt's completed-job record of the domain; None when it cannot be read.
+
+    KEEP_COMPLETED (libvirt >= 6.0) leaves the record for the next reader; an
+    older libvirt refuses the flag and hands it out once.
+    """
     for flags in (c.VIR_DOMAIN_JOB_STATS_COMPLETED | c.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED,
                   c.VIR_DOMAIN_JOB_STATS_COMPLETED):
         try:
             stats = domain.jobStats(flags)
-        except Exception:  # noqa: BLE001 - KEEP_COMPLETED needs libvirt 6.0; then without
+        except Exception:  # noqa: BLE001 - libvirtError: an old libvirt, or unreachable
             continue
-        if not isinstance(stats, dict):
-            return None, None
-        kind = stats.get("type")
-        if kind in (c.VIR_DOMAIN_JOB_NONE, None) or not isinstance(kind, int):
-            return None, None
-        errmsg = stats.get("errmsg")
-        return kind, errmsg if isinstance(errmsg, str) else None
-    return None, None
+        return JobRecord(dict(stats)) if isinstance(stats, dict) else None
+    return None
+
+
+def record_of_our_job(record: JobRecord | None, before: JobRecord | None) -> bool:
+    """Is ``record`` the one our job left?  It must have appeared since ``before``,
+    read just before our ``migrateToURI3`` (a job's record carries its own times,
+    so a new job's record differs from an old one), and be an outgoing migration
+    where libvirt names the operation.  Without a baseline nothing is ours."""
+    if record is None or before is None or record.kind is None:
+        return False
+    if record.operation not in (None, c.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT):
+        return False
+    return record.stats != before.stats
 
 
 class Destination:
     """Looks at the guest on the destination through a URI this process can open.
 
     ``uri`` None: the caller gave no way to reach it, and nothing is asked.
-    Every look opens a fresh connection (kept in ``conns``, closed with the
-    migration's others) and is bounded by :data:`DEST_TIMEOUT`.
+    Every look opens a fresh connection, closed after it, and is bounded by
+    :data:`DEST_TIMEOUT` (a look that hangs closes its connection when it ends).
     """
 
-    def __init__(self, connect: Callable[[str], Any], uri: str | None, uuid: str,
-                 conns: list[Any]):
-        self._connect, self.uri, self._uuid, self._conns = connect, uri, uuid, conns
+    def __init__(self, connect: Callable[[str], Any], uri: str | None, uuid: str):
+        self._connect, self.uri, self._uuid = connect, uri, uuid
 
     def facts(self) -> DestFacts:
         if not self.uri:
@@ -242,14 +280,13 @@ class Destination:
         return result
 
     def _look(self) -> DestFacts:
-        conn = self._connect(self.uri)  # type: ignore[arg-type]
-        self._conns.append(conn)
-        try:
-            state, reason = conn.lookupByUUIDString(self._uuid).state()[:2]
-        except Exception as exc:  # noqa: BLE001 - libvirtError
-            if error_code(exc) == c.VIR_ERR_NO_DOMAIN:
-                return DestFacts(asked=True, reachable=True)
-            raise
+        with contextlib.closing(self._connect(self.uri)) as conn:  # type: ignore[arg-type]
+            try:
+                state, reason = conn.lookupByUUIDString(self._uuid).state()[:2]
+            except Exception as exc:  # noqa: BLE001 - libvirtError
+                if error_code(exc) == c.VIR_ERR_NO_DOMAIN:
+                    return DestFacts(asked=True, reachable=True)
+                raise
         return DestFacts(True, True, True, state, reason)
 
     def lacks_guest(self) -> bool:
@@ -262,9 +299,9 @@ class Destination:
             return None
 
         def read() -> int | None:
-            conn = self._connect(self.uri)  # type: ignore[arg-type]
-            self._conns.append(conn)
-            stats = conn.lookupByUUIDString(self._uuid).jobStats(c.VIR_DOMAIN_JOB_STATS_COMPLETED)
+            with contextlib.closing(self._connect(self.uri)) as conn:  # type: ignore[arg-type]
+                dom = conn.lookupByUUIDString(self._uuid)
+                stats = dom.jobStats(c.VIR_DOMAIN_JOB_STATS_COMPLETED)
             value = stats.get("downtime") if stats else None
             return int(value) if value is not None else None
 
@@ -279,23 +316,27 @@ class SourceView:
     """Fresh looks at the guest on the source, for decisions after the job ended.
 
     Each look opens a new connection (the old ones may have died with the link
-    or a daemon restart); they are closed with the migration's others.
+    or a daemon restart) and closes it afterwards.
     """
 
-    def __init__(self, connect: Callable[[str], Any], uri: str, uuid: str, conns: list[Any]):
-        self._connect, self._uri, self._uuid, self._conns = connect, uri, uuid, conns
+    def __init__(self, connect: Callable[[str], Any], uri: str, uuid: str):
+        self._connect, self._uri, self._uuid = connect, uri, uuid
 
-    def domain(self) -> Any:
-        """The guest on the source; :data:`GONE` if undefined; None when unreachable."""
+    @contextlib.contextmanager
+    def looking(self) -> Iterator[Any]:
+        """The guest on the source while the block runs; :data:`GONE` if undefined,
+        None when unreachable."""
         try:
             conn = self._connect(self._uri)
         except Exception:  # noqa: BLE001 - unreachable for now
-            return None
-        self._conns.append(conn)
-        try:
-            return concurrency.blocking(conn.lookupByUUIDString(self._uuid))
-        except Exception as exc:  # noqa: BLE001
-            return GONE if error_code(exc) == c.VIR_ERR_NO_DOMAIN else None
+            yield None
+            return
+        with contextlib.closing(conn):
+            try:
+                dom = concurrency.blocking(conn.lookupByUUIDString(self._uuid))
+            except Exception as exc:  # noqa: BLE001
+                dom = GONE if error_code(exc) == c.VIR_ERR_NO_DOMAIN else None
+            yield dom
 
     def moved(self) -> bool:
         """The guest has left the source (undefined, or shut off by migration).
@@ -308,26 +349,26 @@ class SourceView:
             facts.state == c.VIR_DOMAIN_SHUTOFF and facts.reason == c.VIR_DOMAIN_SHUTOFF_MIGRATED))
 
     def facts(self) -> SourceFacts:
-        dom = self.domain()
-        if dom is GONE:
-            return SourceFacts(exists=False)
-        if dom is None:
-            return UNREACHABLE
-        return read_source(dom, lambda sample: True)
+        with self.looking() as dom:
+            if dom is GONE:
+                return SourceFacts(exists=False)
+            if dom is None:
+                return UNREACHABLE
+            return read_source(dom, lambda sample: True)
 
     def undefine_leftover(self) -> str | None:
         """Remove a definition shut off by *our* migration; a note saying what was done."""
-        dom = self.domain()
-        if dom is None or dom is GONE:
-            return None
-        try:
-            state, reason = dom.state()[:2]
-            if state == c.VIR_DOMAIN_SHUTOFF and reason == c.VIR_DOMAIN_SHUTOFF_MIGRATED:
-                dom.undefine()
-                return ("removed the source's shut-off definition of the migrated guest "
-                        "(libvirt finished the job without the client)")
-        except Exception as exc:  # noqa: BLE001 - best effort; say so
-            return f"could not remove the source's leftover definition: {exc}"
+        with self.looking() as dom:
+            if dom is None or dom is GONE:
+                return None
+            try:
+                state, reason = dom.state()[:2]
+                if state == c.VIR_DOMAIN_SHUTOFF and reason == c.VIR_DOMAIN_SHUTOFF_MIGRATED:
+                    dom.undefine()
+                    return ("removed the source's shut-off definition of the migrated guest "
+                            "(libvirt finished the job without the client)")
+            except Exception as exc:  # noqa: BLE001 - best effort; say so
+                return f"could not remove the source's leftover definition: {exc}"
         return None
 
 

@@ -135,6 +135,7 @@ class MigrationHandle:
         with self._lock:
             self._ended = True
             self._monitor = None
+            self._on_abort_before_start = None  # a settled handle keeps nothing of the driver
             early, self._early = self._early, []
         self.outcome = outcome
         self.status = outcome.status

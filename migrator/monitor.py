@@ -34,6 +34,7 @@ from migrator import exception
 from migrator._libvirt import connection_lost, error_code, error_message
 from migrator.classify import (
     NOT_ASKED,
+    SERVICE_STOPPED,
     AbortBy,
     CallEnd,
     Conduct,
@@ -49,7 +50,15 @@ from migrator.classify import (
 from migrator.clock import Clock
 from migrator.concurrency import Worker
 from migrator.control import Controls
-from migrator.facts import JobIdentity, JobReader, Reading, read_source, refused_by_job_lock
+from migrator.facts import (
+    JobIdentity,
+    JobReader,
+    JobRecord,
+    Reading,
+    read_record,
+    read_source,
+    refused_by_job_lock,
+)
 from migrator.journal import Journal
 from migrator.outcome import (  # noqa: F401 - re-exported: the statuses' historical home
     CANCELLED,
@@ -78,14 +87,6 @@ MAX_STATS_ERRORS = 5
 BLIND_LIMIT = 60.0
 # Longest wait between two looks while the facts cannot be had.
 MAX_BACKOFF = 30.0
-
-
-STOPPED = Verdict(
-    "service-stopped", Next.SETTLE, UNKNOWN,
-    "the service stopped while the job ran; it goes on inside libvirt",
-    "the service stopped while the migration ran and the job goes on inside libvirt: do not "
-    "roll back; re-attach it after the restart (LiveMigrationDriver.reattach) to see it "
-    "settle, or check which host runs the guest")
 
 
 @dataclass(frozen=True)
@@ -147,12 +148,14 @@ class Monitor:
         self._reader = JobReader()
         self._errors = 0  # consecutive unexplained jobStats failures
         self._identity = JobIdentity(started=job_started)
+        # libvirt's completed-job record just before our call: a record that differs
+        # from it afterwards is our job's (None: no call, or unreadable; none is ours)
+        self._record_before: JobRecord | None = None
         if worker is None and not self.conduct.reattached:
             self._identity.disown()  # nothing was started: any job is somebody else's
         self._window = (clock.now(), clock.now())  # the clock around the last jobStats
         self._last_seen = clock.now()  # the last running sample of our job (clock time)
         self._follow_job = self.conduct.reattached
-        self._steering = True  # False once the monitor failed: only aborts from then on
         self._waiting_since: float | None = None
         self._ended_at: float | None = None
         self._passes = 0
@@ -186,6 +189,7 @@ class Monitor:
         if self.worker is None or self.conduct.call is not CallEnd.PENDING:
             return False
         self._identity.called_at = self.clock.now()
+        self._record_before = read_record(self.domain)
         try:
             return self.worker.start()
         except BaseException:
@@ -219,7 +223,7 @@ class Monitor:
                 return
             if reading.lost and not self._reconnect(reading.problem or "connection lost"):
                 return
-            if self._steering:
+            if self._steering():
                 self._take(reading)
                 self._keep_deadlines()
             else:
@@ -228,6 +232,10 @@ class Monitor:
                     return
             self._drain_notes()
             self._sleep(self.cfg.poll_interval)
+
+    def _steering(self) -> bool:
+        """Until the monitor itself fails it steers the job; from then on it only aborts."""
+        return self.conduct.monitor_error is None
 
     def _has_job(self) -> bool:
         return self.conduct.call is CallEnd.PENDING or self._follow_job
@@ -360,7 +368,6 @@ class Monitor:
         """The monitor cannot follow the job: from now on it only aborts it."""
         LOG.error("%sMonitoring failed, aborting the job: %s", self.cfg.label, exc)
         self.conduct.monitor_error = str(exc)
-        self._steering = False
         self.controls.set_abort(AbortBy.MONITOR, f"the monitor failed: {exc}")
         if self._waiting_since is None:
             self._waiting_since = self.clock.now()
@@ -383,9 +390,9 @@ class Monitor:
             if verdict.next is Next.SETTLE:
                 return verdict
             if self.controls.stopping:
-                return STOPPED
+                return SERVICE_STOPPED
             if verdict.next is Next.FOLLOW:
-                if not self._steering and self._out_of_time():
+                if not self._steering() and self._out_of_time():
                     return give_up(verdict, self._waited())
                 return self._follow_again(verdict)
             if self._waiting_since is None:
@@ -396,7 +403,7 @@ class Monitor:
             delay = min(delay * 2, MAX_BACKOFF)
 
     def _follow_again(self, verdict: Verdict) -> None:
-        if self._steering:
+        if self._steering():
             self._waiting_since = None
         if verdict.rule == "post-copy-running" and not self.controls.in_post_copy():
             self.controls.post_copy_seen()
@@ -421,7 +428,7 @@ class Monitor:
     def _read_source(self) -> SourceFacts:
         before = self.clock.now()
         return read_source(self.domain, lambda sample: self._identity.is_ours(
-            sample, before, self.clock.now()), self._reader)
+            sample, before, self.clock.now()), self._reader, self._record_before)
 
     def _waited(self) -> float:
         since = self._waiting_since

@@ -87,16 +87,17 @@ class _Attempts:
                 self._stop("the service stopped during the recovery",
                            "the guest runs on the destination; resume the migration by hand")
                 return
-            dom = r.source.domain()
-            if dom is None or dom is GONE:
+            with r.source.looking() as dom:
+                reachable = dom is not None and dom is not GONE
+                if reachable and self._resume(dom):
+                    return
+            if not reachable:
                 if self.waited() >= r.timeout:
                     self._stop(f"the source libvirt stayed unreachable for {r.timeout} s",
                                "the guest runs on the destination; check where its memory is")
                     return
                 self._pause(min(RETRY_EVERY, max(r.timeout - self.waited(), 0.1)))
                 continue
-            if self._resume(dom):
-                return
             if self.waited() >= r.timeout:
                 self._stop(f"could not be resumed within {r.timeout} s ({self.attempt} "
                            f"attempts, last error: {self.last})",

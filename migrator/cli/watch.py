@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     conn, domain = _open(lv, args.connect, args.domain)
     conns: list[Any] = [conn]
     uuid = domain.UUIDString()
-    dest = facts.Destination(lv.openReadOnly, args.dest_connect, uuid, conns)
+    dest = facts.Destination(lv.openReadOnly, args.dest_connect, uuid)
     shown = report.make_view(args, view.wall_stamp)
     how = watch.Watch(clock=clock(), interval=args.interval or 0.5, on_sample=shown.sample,
                       on_action=shown.action, dest=dest.facts,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from migrator import constants, uri
@@ -29,6 +29,12 @@ class Options:
     extra_flags: tuple[str, ...] = ()
     legacy_live_flags: tuple[str, ...] | None = None
     legacy_block_flags: tuple[str, ...] | None = None
+
+    def __repr__(self) -> str:  # the template may carry a password
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        if shown["uri_template"]:
+            shown["uri_template"] = uri.mask_credentials(shown["uri_template"])
+        return f"Options({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> Options:
@@ -88,7 +94,7 @@ class Decision:
     """One rule that fired: what happened to ``item``, why, and which options decided it."""
 
     item: str
-    action: str  # added | dropped | omitted | set | chosen | refused | translated
+    action: str  # added | dropped | omitted | set | chosen | refused | translated | accepted
     reason: str
     options: tuple[str, ...] = ()
     warning: bool = False

@@ -233,16 +233,21 @@ def _control_uri(d: Draft, i: Inputs) -> None:
     how = " from the deprecated live_migration_uri template" if options.uri_template else \
         f" over {i.transport}"
     chosen_by = "live_migration_uri" if options.uri_template else "live_migration_scheme"
-    d.note("uri", "chosen", f"control connection to {via}{how}{_data_port_note(m)}",
+    d.note("uri", "chosen", f"control connection to {via}{how}{_data_port_note(i)}",
            chosen_by, "live_migration_inbound_addr")
 
 
-def _data_port_note(m: MigrationFacts) -> str:
+def _data_port_note(i: Inputs) -> str:
+    m, template = i.migration, i.options.uri_template
     if m.inbound_addr is None or uri.split_address(m.inbound_addr)[1] is None:
         return ""
-    return (" (its port is QEMU's data port: the control connection uses libvirtd's port"
-            + (", the one the destination host name gives)" if uri.split_address(m.dest)[1]
-               else " for the transport)"))
+    if template and uri.template_port(template) is not None:
+        whose = "the one in live_migration_uri"
+    elif uri.split_address(m.dest)[1] is not None:
+        whose = "the one given with the destination host"
+    else:
+        whose = "the transport's default"
+    return f" (its port is QEMU's data port; the control connection uses libvirtd's port, {whose})"
 
 
 def _bandwidth(d: Draft, i: Inputs) -> None:

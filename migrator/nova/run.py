@@ -248,13 +248,19 @@ def _chain(source: futures.Future, target: futures.Future | None) -> None:
 
 
 def _sizes(paths: list[str]) -> tuple[int, ...]:
-    """Bytes of each copied disk, for the completion timeout (as Nova counts them)."""
+    """Bytes of each copied disk, for the completion timeout (as Nova counts them).
+
+    One size per disk, in order: a disk that cannot be stat'ed counts as 0 bytes
+    (then the 2 GiB every disk counts at least; Nova leaves it out) and never
+    stops the migration, as in Nova.
+    """
     sizes = []
     for path in paths:
         try:
             sizes.append(os.stat(path).st_size)
         except OSError as exc:
             LOG.warning("Unable to stat %s: %s", path, exc)
+            sizes.append(0)
     return tuple(sizes)
 
 

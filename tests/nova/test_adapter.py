@@ -253,27 +253,54 @@ def test_timeout_abort_is_cancelled_and_rolled_back(fake, flags):
     assert nova_run.on == ["src"]
 
 
-@pytest.mark.parametrize("post_copy", [True, False])
-def test_timeout_force_complete(fake, flags, post_copy):
+FORCING = ("migrateStartPostCopy", "suspend")
+
+
+def forced_by(seen, post_copy):
+    """The one way completion was forced: the switch to post-copy, or pausing the guest."""
+    return seen == (["migrateStartPostCopy"] if post_copy else ["suspend"])
+
+
+@pytest.mark.parametrize("post_copy", [True, False], ids=["post-copy", "pause"])
+def test_timeout_force_complete(fake, flags, monkeypatch, post_copy):
     flags(live_migration_completion_timeout=10, live_migration_timeout_action="force_complete",
           live_migration_permit_post_copy=post_copy)
+    seen = spy_calls(fake, monkeypatch, *FORCING)
     nova_run = Nova(fake, **slow())
     nova_run.start().wait()
     assert nova_run.calls[0][0] == "post" and nova_run.on == ["dst"]
+    assert forced_by(seen, post_copy), seen
     statuses = [s["status"] for s in nova_run.migration_saves]
     assert ("running (post-copy)" in statuses) == post_copy
 
 
-@pytest.mark.parametrize("post_copy", [True, False])
-def test_force_complete_through_novas_api(fake, flags, post_copy):
+@pytest.mark.parametrize("post_copy", [True, False], ids=["post-copy", "pause"])
+def test_force_complete_through_novas_api(fake, flags, monkeypatch, post_copy):
     flags(live_migration_completion_timeout=0, live_migration_permit_post_copy=post_copy)
+    seen = spy_calls(fake, monkeypatch, *FORCING)
     nova_run = Nova(fake, **slow())
     box = nova_run.later(20, lambda: nova_run.driver.live_migration_force_complete(
         nova_run.instance))
     nova_run.start().wait()
     assert nova_run.answer(box) is None
     assert nova_run.calls[0][0] == "post" and nova_run.on == ["dst"]
+    assert forced_by(seen, post_copy), seen
     assert (nova_run.migration.status == "running (post-copy)") == post_copy
+
+
+def test_force_complete_through_novas_api_in_post_copy_changes_nothing(fake, flags,
+                                                                        monkeypatch):
+    """Asked again once the job is in post-copy: nothing more to force, nothing raised."""
+    flags(live_migration_completion_timeout=0, live_migration_permit_post_copy=True)
+    seen = spy_calls(fake, monkeypatch, *FORCING)
+    nova_run = Nova(fake, **slow())
+    force = nova_run.driver.live_migration_force_complete
+    first = nova_run.later(20, lambda: force(nova_run.instance))
+    again = nova_run.later(21, lambda: force(nova_run.instance))
+    nova_run.start().wait()
+    assert nova_run.answer(first) is None and nova_run.answer(again) is None
+    assert nova_run.calls[0][0] == "post" and nova_run.on == ["dst"]
+    assert seen == ["migrateStartPostCopy"]
 
 
 def test_abort_through_novas_api_in_pre_copy(fake, flags):
@@ -318,6 +345,25 @@ def test_progress_fields_follow_the_job(fake, flags):
     assert nova_run.progress[-1] == 100 and max(nova_run.progress[:-1]) < 100
 
 
+def test_block_migration_progress_has_the_disk_fields(fake, flags, tmp_path):
+    """Nova's disk paths are stat'ed for the timeout; one that cannot be (gone from
+    under Nova) stops nothing, as in Nova."""
+    flags(live_migration_monitor_interval=1)
+    nova_run = Nova(fake, memory=2 * GiB, working_set=1 * GiB, dirty_rate=100 * MiB,
+                    disks={"vda": 8 * GiB, "vdb": 1 * GiB})
+    nova_run.migrate_data.block_migration = True
+    disk = tmp_path / "disk"
+    disk.write_bytes(b"x" * 4096)
+    paths = ([str(disk), str(tmp_path / "gone")], ["vda", "vdb"])
+    nova_run.driver._live_migration_copy_disk_paths = lambda ctx, inst, guest: paths
+    nova_run.start().wait()
+    assert nova_run.error is None and nova_run.calls[0][0] == "post"
+    running = [s for s in nova_run.migration_saves if s["disk_total"]]
+    assert running and all(s["disk_total"] == 9 * GiB for s in running)
+    assert nova_run.migration.disk_processed == nova_run.migration.disk_total
+    assert nova_run.migration.disk_remaining == 0
+
+
 def test_post_copy_failure_is_error_without_rollback(fake, flags):
     flags(live_migration_permit_post_copy=True, live_migration_completion_timeout=5,
           live_migration_timeout_action="force_complete",
@@ -330,6 +376,20 @@ def test_post_copy_failure_is_error_without_rollback(fake, flags):
     assert "postcopy_failed" in str(nova_run.error) and "nothing is rolled back" in str(
         nova_run.error)
     assert nova_run.migration.status == "running (post-copy)"
+
+
+def test_unknown_is_error_without_rollback(fake, flags):
+    """The service loses the source's libvirt for good while the job goes on and moves
+    the guest: where it runs cannot be established, so Nova must not roll back."""
+    flags(live_migration_establish_timeout=60)
+    nova_run = Nova(fake, memory=4 * GiB, working_set=1 * GiB, dirty_rate=200 * MiB)
+    fake.world.at(1, lambda: fake.world.faults.cut_client("src"))
+    nova_run.start().wait()
+    assert nova_run.calls == []  # neither post nor rollback
+    assert isinstance(nova_run.error, nova_exception.MigrationError)
+    assert "ended unknown" in str(nova_run.error)
+    assert "nothing is rolled back" in str(nova_run.error)
+    assert nova_run.on == ["dst"]  # a rollback would have destroyed the only copy
 
 
 def test_monitor_exception_aborts_the_job_first(fake, flags, monkeypatch):
@@ -365,10 +425,11 @@ def test_guest_moved_although_the_call_raised(fake, flags):
     assert nova_run.calls[0][0] == "post"
 
 
-def test_refused_plan_is_a_clean_rollback(fake, flags):
-    """A tunnelled block migration of selected disks: migrator refuses before libvirt."""
+def test_refused_plan_is_a_clean_rollback(fake, flags, caplog):
+    """A tunnelled block migration of selected disks: migrator refuses before libvirt,
+    Nova rolls back cleanly, and the log says why in an operator's words."""
     flags(live_migration_tunnelled=True)
-    nova_run = Nova(fake, memory=1 * GiB)
+    nova_run = Nova(fake, memory=1 * GiB, disks={"vda": 1 * GiB})
     nova_run.migrate_data.block_migration = True
     nova_run.driver._live_migration_copy_disk_paths = lambda ctx, inst, guest: (["/d"], ["vda"])
     started = []
@@ -378,6 +439,8 @@ def test_refused_plan_is_a_clean_rollback(fake, flags):
         nova_run.start().wait()
     assert nova_run.error is None and started == []
     assert nova_run.calls[0][0] == "recover" and nova_run.calls[0][3] == "failed"
+    (why,) = [r.getMessage() for r in caplog.records if "did not start" in r.getMessage()]
+    assert "refused by migrator" in why and "live_migration_tunnelled" in why, why
 
 
 def test_callbacks_never_run_twice_under_many_migrations(fake, flags):

@@ -38,6 +38,18 @@ POST_COPY_BROKEN = SourceFacts(state=c.VIR_DOMAIN_PAUSED,
                                reason=c.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED, job=RUNNING_JOB)
 CRASHED = SourceFacts(state=c.VIR_DOMAIN_SHUTOFF, reason=c.VIR_DOMAIN_SHUTOFF_DESTROYED, job=NONE)
 
+
+def record(kind, ours=True, job=None, **source):
+    """The source still runs the guest next to libvirt's record of a finished job (as
+    Nova's test fake shows it: its current job keeps the final type unless ``job``)."""
+    return SourceFacts(state=c.VIR_DOMAIN_RUNNING, reason=c.VIR_DOMAIN_RUNNING_BOOTED,
+                       job=kind if job is None else job, last_job=kind, last_ours=ours,
+                       **source)
+
+
+COMPLETED_REC, FAILED_REC = c.VIR_DOMAIN_JOB_COMPLETED, c.VIR_DOMAIN_JOB_FAILED
+CANCELLED_REC = c.VIR_DOMAIN_JOB_CANCELLED
+
 DEST_RUNS = DestFacts(True, True, True, c.VIR_DOMAIN_RUNNING, c.VIR_DOMAIN_RUNNING_MIGRATED)
 DEST_INCOMING = DestFacts(True, True, True, c.VIR_DOMAIN_PAUSED, c.VIR_DOMAIN_PAUSED_MIGRATION)
 DEST_EMPTY = DestFacts(asked=True, reachable=True)
@@ -78,6 +90,42 @@ CASES = [
     ("paused source (forced), destination runs it",
      dict(source=HANDING_OVER, dest=DEST_RUNS, **SOCKET_CLOSED),
      "destination-runs", Next.SETTLE, "completed"),
+    # libvirt's record of our job, the source still running the guest (Nova's test fake)
+    ("returned 0, our record completed", dict(source=record(COMPLETED_REC), call=CallEnd.OK),
+     "libvirt-completed-record", Next.SETTLE, "completed"),
+    ("returned 0, our record completed, no current job",
+     dict(source=record(COMPLETED_REC, job=NONE), call=CallEnd.OK, seen_running=False),
+     "libvirt-completed-record", Next.SETTLE, "completed"),
+    ("returned 0, our record failed", dict(source=record(FAILED_REC), call=CallEnd.OK),
+     "libvirt-completed-record", Next.SETTLE, "failed"),
+    ("returned 0, our record cancelled", dict(source=record(CANCELLED_REC), call=CallEnd.OK),
+     "libvirt-completed-record", Next.SETTLE, "cancelled"),
+    ("record completed but stale (an earlier job's), no current job",
+     dict(source=record(COMPLETED_REC, ours=False, job=NONE), call=CallEnd.OK),
+     "source-runs", Next.SETTLE, "failed"),
+    ("record completed but stale, libvirt still shows it as the job",
+     dict(source=record(COMPLETED_REC, ours=False), call=CallEnd.OK),
+     "job-ending", Next.WAIT, None),
+    ("returned 0, no record appeared", dict(source=RUNS, call=CallEnd.OK, seen_running=False),
+     "source-runs", Next.SETTLE, "failed"),
+    ("our record completed but the call raised",
+     dict(source=record(COMPLETED_REC), **JOB_FAILED), "job-ending", Next.WAIT, None),
+    ("our record completed but the call is pending",
+     dict(source=record(COMPLETED_REC), call=CallEnd.PENDING), "job-ending", Next.WAIT, None),
+    ("our record completed, the destination answers without the guest",
+     dict(source=record(COMPLETED_REC), dest=DEST_EMPTY, call=CallEnd.OK),
+     "job-ending", Next.WAIT, None),
+    ("our record completed, the destination runs the guest too",
+     dict(source=record(COMPLETED_REC), dest=DEST_RUNS, call=CallEnd.OK),
+     "both-run", Next.SETTLE, "unknown"),
+    ("our record failed, the call's own error ended it, no current job",
+     dict(source=record(FAILED_REC, job=NONE), **JOB_FAILED),
+     "source-runs", Next.SETTLE, "failed"),
+    ("our record completed, shut off by our migration",
+     dict(source=SourceFacts(state=c.VIR_DOMAIN_SHUTOFF, reason=c.VIR_DOMAIN_SHUTOFF_MIGRATED,
+                             job=NONE, last_job=COMPLETED_REC, last_ours=True),
+          call=CallEnd.OK),
+     "source-handed-over", Next.SETTLE, "completed"),
     # left the source, not established as arrived
     ("gone, destination answers without it", dict(source=GONE, dest=DEST_EMPTY, call=CallEnd.OK),
      "left-source-not-on-destination", Next.SETTLE, "unknown"),
@@ -191,6 +239,16 @@ def test_errors_name_what_happened():
     stalled = verdict(RUNS, abort_by=AbortBy.POLICY, abort_reason="no progress", **ABORTED)
     assert stalled.error == "aborted early: no progress"
     assert "nothing moved" in verdict(RUNS, call=CallEnd.OK).error
+    assert verdict(record(FAILED_REC), call=CallEnd.OK).error == "the migration job failed"
+    failed = verdict(record(FAILED_REC, last_error="disk full"), call=CallEnd.OK)
+    assert failed.error == "disk full" and "record of our job says it failed" in failed.reason
+
+
+def test_the_completed_record_rule_says_where_a_running_source_comes_from():
+    (rule,) = [r for r in RULES if r.id == "libvirt-completed-record"]
+    assert "Nova's test fake" in rule.text and "Confirm phase" in rule.text
+    ids = [r.id for r in RULES]
+    assert ids.index("libvirt-completed-record") < ids.index("job-ending")
 
 
 @pytest.mark.parametrize(("status", "conduct", "mode"), [

@@ -80,6 +80,14 @@ def test_mask_text_masks_every_uri_in_a_message():
     )
 
 
+def test_options_repr_masks_the_template_password():
+    from migrator.flags import Options
+
+    shown = repr(Options(uri_template=f"qemu+tcp://admin:{PASSWORD}@%s/system", bandwidth=5))
+    assert PASSWORD not in shown
+    assert "uri_template='qemu+tcp://admin:***@%s/system'" in shown and "bandwidth=5" in shown
+
+
 # -- oslo.config's own output ----------------------------------------------------------------
 
 

@@ -102,12 +102,14 @@ def test_source_cut_for_good_with_the_destination_asked_completes(fake):
     assert running_on(fake.world, "vm1") == ["dst"]
 
 
-@pytest.mark.parametrize("guest", [converging_guest, hopeless_guest])
-def test_source_cut_for_good_is_unknown_after_the_bound(fake, guest):
+@pytest.mark.parametrize(("guest", "at"), [(converging_guest, 3.0), (hopeless_guest, 3.0),
+                                           (converging_guest, SWITCH + 0.01)],
+                         ids=["converging-mid-pre-copy", "hopeless-mid-pre-copy", "switch-over"])
+def test_source_cut_for_good_is_unknown_after_the_bound(fake, guest, at):
     """Nobody can tell where the guest ends up: unknown, never a rollback, whatever happens."""
     guest(fake)
     run = Run(fake, make_conf(live_migration_establish_timeout=120))
-    run.at(3, "cut", lambda h: fake.world.faults.cut_client("src"))
+    run.at(at, "cut", lambda h: fake.world.faults.cut_client("src"))
     run.start()
     outcome = settled(run)
     unknown_and_left_alone(run, outcome)

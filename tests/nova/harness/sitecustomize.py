@@ -2,7 +2,7 @@
 
 Python imports ``sitecustomize`` at start-up from ``sys.path``; run_functional.py
 puts this directory on ``PYTHONPATH`` of the stestr run and of nothing else.
-With ``MIGRATOR_NOVA_HARNESS=migrator`` it does two things once Nova's and
+With ``MIGRATOR_NOVA_HARNESS=migrator`` it does the following once Nova's and
 migrator's modules are imported (it imports nothing itself before, so Nova's
 choice of eventlet or native threads is not disturbed):
 
@@ -16,6 +16,18 @@ choice of eventlet or native threads is not disturbed):
   an empty fake host.  The harness lends migrator Nova's mocked connection
   instead (the fake's migrateToURI3 returns at once, so the libvirt client
   hang that separate connections avoid cannot happen there);
+* the domain's state: Nova's fake ``Domain`` has no ``state()`` (libvirt's
+  virDomainGetState, which migrator reads to establish where the guest runs);
+  the harness gives it one from the fake's own ``_state``, with reason 0
+  (unknown);
+* the job a test scripts for Nova's reader: the tests end a migration job on
+  the fake (``complete_job()`` / ``fail_job()``, which ``jobStats`` then
+  reports), except one (bug 1595962), which mocks ``migrateToURI3`` and Nova's
+  own ``Guest.get_job_info`` instead, so that only Nova's reader learns the
+  job's end.  migrator reads libvirt (``jobStats``), so the harness lets the
+  fake's ``jobStats`` report what that mock reports, once the mocked
+  ``migrateToURI3`` has been called: what ``complete_job()`` would have done
+  in the test's stub;
 * the count: every migration Nova hands to migrator's driver appends one JSON
   line (the outcome) to ``MIGRATOR_NOVA_RECORD``.
 
@@ -66,6 +78,31 @@ def _lend_novas_connection(module) -> None:
     module.open_own_connection = module.HostConnection
 
 
+def _adapt_novas_fake(module) -> None:
+    from unittest import mock
+
+    domain = module.Domain
+    if not hasattr(domain, "state"):
+        domain.state = lambda self, flags=0: [self._state, 0]
+    job_stats = domain.jobStats
+
+    @functools.wraps(job_stats)
+    def jobStats(self, flags=0):  # noqa: N802 - libvirt's name
+        from nova.virt.libvirt import guest
+
+        call = domain.migrateToURI3
+        # NonCallableMock: Nova's tests replace mock.Mock itself with an autospec class
+        mocks = isinstance(guest.Guest.get_job_info, mock.NonCallableMock) and isinstance(
+            call, mock.NonCallableMock)
+        if mocks and call.called:
+            scripted = guest.Guest(self).get_job_info()  # what Nova's monitor would read
+            if isinstance(scripted, guest.JobInfo):
+                return {"type": scripted.type}
+        return job_stats(self, flags)
+
+    domain.jobStats = jobStats
+
+
 def _count_migrator(module) -> None:
     original = module.MigrationRun.call_back
 
@@ -95,7 +132,8 @@ def _count_nova(module) -> None:
 
 HOOKS = {
     "migrator": {"nova.virt.driver": _redirect, "migrator.nova.run": _count_migrator,
-                 "migrator.nova.connection": _lend_novas_connection},
+                 "migrator.nova.connection": _lend_novas_connection,
+                 "nova.tests.fixtures.libvirt": _adapt_novas_fake},
     "nova": {"nova.virt.libvirt.driver": _count_nova},
 }.get(MODE, {})
 

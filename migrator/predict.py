@@ -232,7 +232,7 @@ class Prediction:
         elif not pre.completes:
             ways = [f"{e.strategy} would take ~{human_seconds(e.total_seconds)}"
                     for e in self.estimates.values() if e.completes and e is not pre]
-            text += "; " + ("; ".join(ways) if ways else "nothing permitted would finish it")
+            text += "; " + ("; ".join(ways) if ways else "no strategy would finish it")
         return f"{text} ({self.caveat})" if self.caveat else text
 
     def to_dict(self) -> dict[str, Any]:

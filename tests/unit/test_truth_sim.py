@@ -163,11 +163,8 @@ def test_a_guest_with_a_job_is_refused_and_its_job_untouched(fake):
     assert run.driver.active_migrations() == [] and wait_for_threads() == []
 
 
-def test_a_job_started_between_the_check_and_the_call_is_never_touched(fake, monkeypatch):
-    """Someone else's job wins the race: our call is refused by libvirt; the monitor never
-    steers nor aborts the other job, and never reports 'completed' for where it went."""
-    hopeless_guest(fake)
-    fake.world.add_host("dst2")
+def another_job_wins_the_race(fake, monkeypatch):
+    """Somebody starts migrating vm1 to dst2 just as our migrateToURI3 is called."""
     real = fl.virDomain.migrateToURI3
 
     def race(self, *args, **kwargs):
@@ -176,6 +173,14 @@ def test_a_job_started_between_the_check_and_the_call_is_never_touched(fake, mon
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(fl.virDomain, "migrateToURI3", race)
+
+
+def test_a_job_started_between_the_check_and_the_call_is_never_touched(fake, monkeypatch):
+    """Someone else's job wins the race: our call is refused by libvirt; the monitor never
+    steers nor aborts the other job, and never reports 'completed' for where it went."""
+    hopeless_guest(fake)
+    fake.world.add_host("dst2")
+    another_job_wins_the_race(fake, monkeypatch)
     run = Run(fake, make_conf(live_migration_completion_timeout=1), dest_connect_uri=DEST_URI)
     run.at(3, "abort", lambda h: h.abort())
     run.start()
@@ -191,14 +196,7 @@ def test_a_job_started_between_the_check_and_the_call_is_never_touched(fake, mon
 def test_a_job_that_moved_the_guest_elsewhere_is_not_completed(fake, monkeypatch):
     converging_guest(fake)
     fake.world.add_host("dst2")
-    real = fl.virDomain.migrateToURI3
-
-    def race(self, *args, **kwargs):
-        if not fake.world.jobs:
-            fake.world.faults.foreign_migration("src", "vm1", "dst2")
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(fl.virDomain, "migrateToURI3", race)
+    another_job_wins_the_race(fake, monkeypatch)
     run = Run(fake, dest_connect_uri=DEST_URI)
     run.start()
     outcome = settled(run)

@@ -121,8 +121,10 @@ def _factory(w: Workload, policy: str) -> Any:
     return None
 
 
-def run_one(w: Workload, policy: str) -> dict[str, Any]:
-    """One migration of ``w`` under ``policy`` through migrator.simulate; a flat record."""
+def run_one(w: Workload, policy: str, factory: Any = None) -> dict[str, Any]:
+    """One migration of ``w`` under ``policy`` through migrator.simulate; a flat record.
+
+    ``factory`` (settings, plan -> policy) replaces the named policy's."""
     from migrator import simulate
 
     convergence = policy if policy in MIGRATOR else "steps"
@@ -132,7 +134,7 @@ def run_one(w: Workload, policy: str) -> dict[str, Any]:
     with migrator_logs_at(logging.CRITICAL):
         res = simulate.run(conf, memory=memory, dirty_rate=w.ratio * w.bandwidth,
                            bandwidth=w.bandwidth, working_set=int(memory * w.working_set),
-                           policy_factory=_factory(w, policy))
+                           policy_factory=factory or _factory(w, policy))
     o = res.outcome
     last = o.actions[-1] if o.actions else None
     return {

@@ -25,10 +25,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from migrator import exception
-from migrator.adaptive import SHRINKING_FAST
 from migrator.jobstats import data_gb
 from migrator.policy import completion_timeout, downtime_steps
 from migrator.predict import Estimate, Limits, Link, Prediction, Workload, least, predict
+from migrator.tuning import SHRINKING_FAST
 from migrator.units import human_bytes
 
 MiB = 1024**2

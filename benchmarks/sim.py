@@ -117,7 +117,9 @@ def _factory(w: Workload, policy: str) -> Any:
     if policy in PEERS:
         return lambda settings, plan: PEERS[policy](settings)
     if policy in bound.BOUND_NAMES:
-        return lambda settings, plan: bound.make(policy, settings, w.bandwidth)
+        memory = w.memory_gib * GiB
+        guest = bound.Guest(memory, w.ratio * w.bandwidth, w.bandwidth, memory * w.working_set)
+        return lambda settings, plan: bound.make(policy, settings, guest)
     return None
 
 

@@ -1,19 +1,23 @@
-"""Simulator suite: both policies on the same grid of workloads, through the real driver.
+"""Simulator suite: every policy on the same grid of workloads, through the real driver.
 
 Every migration runs :func:`migrator.simulate.run`: the shipped
-``LiveMigrationDriver``, monitor loop and policy against the simulated
-hypervisor on a virtual clock.  The policy is chosen the way an operator
-chooses it (``live_migration_convergence``), and so are the option sets
-(``live_migration_permit_post_copy`` / ``_auto_converge``); everything else is
-Nova's defaults (500 ms downtime ceiling in 10 steps of 75 s/GiB, completion
-timeout 800 s/GiB with action abort).
+``LiveMigrationDriver``, monitor loop and a policy against the simulated
+hypervisor on a virtual clock.  migrator's policies are chosen the way an
+operator chooses them (``live_migration_convergence``); the peers
+(:mod:`benchmarks.peers`) and the candidates of the clairvoyant bound
+(:mod:`benchmarks.bound`) come in through the driver's ``policy_factory``.
+The option sets (``live_migration_permit_post_copy`` / ``_auto_converge``)
+are the same for all; everything else is Nova's defaults (500 ms downtime
+ceiling in 10 steps of 75 s/GiB, completion timeout 800 s/GiB with action
+abort).
 
 Workloads: memory x dirty-rate/bandwidth ratio x link x options, each run in
 two working-set models: the whole memory is writable (the classic geometric
 pre-copy model: pass *i* sends ``V * lambda**i``), and a hot working set of
 1/8 of memory (writes land there only, so the dirty set saturates at it and a
 guest dirtying faster than the link can still converge once the working set
-fits in ``bandwidth x downtime``).
+fits in ``bandwidth x downtime``).  The tables and verdicts are in
+:mod:`benchmarks.simreport`.
 """
 
 from __future__ import annotations
@@ -21,22 +25,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from benchmarks.common import (
-    POLICIES,
-    GiB,
-    Report,
-    Table,
-    fmt,
-    make_conf,
-    median,
-    migrator_logs_at,
-    percentile,
-)
+from benchmarks import bound, simreport
+from benchmarks.common import GiB, Report, make_conf, migrator_logs_at
+from benchmarks.peers import PEERS
 
 MEMORY_GIB = (1, 4, 16, 64)
 RATIOS = (0.05, 0.2, 0.5, 0.8, 0.95, 1.2, 2.0)
@@ -105,186 +101,106 @@ def workloads(quick: bool = False) -> list[Workload]:
             for o in OPTIONS]
 
 
-def run_one(w: Workload, policy: str) -> dict[str, Any]:
-    """One migration of ``w`` under ``policy`` through migrator.simulate; a flat record."""
+MIGRATOR = ("steps", "adaptive")  # live_migration_convergence
+PEER_NAMES = tuple(PEERS)
+POLICY_NAMES = MIGRATOR + PEER_NAMES
+
+
+def applies(w: Workload, policy: str) -> bool:
+    """Whether ``policy`` runs on ``w`` (the post-copy candidate needs post-copy)."""
+    if policy == "one-pass-then-post-copy":
+        return bool(OPTIONS[w.options].get("live_migration_permit_post_copy"))
+    return True
+
+
+def _factory(w: Workload, policy: str) -> Any:
+    if policy in PEERS:
+        return lambda settings, plan: PEERS[policy](settings)
+    if policy in bound.BOUND_NAMES:
+        memory = w.memory_gib * GiB
+        guest = bound.Guest(memory, w.ratio * w.bandwidth, w.bandwidth, memory * w.working_set)
+        return lambda settings, plan: bound.make(policy, settings, guest)
+    return None
+
+
+def run_one(w: Workload, policy: str, factory: Any = None) -> dict[str, Any]:
+    """One migration of ``w`` under ``policy`` through migrator.simulate; a flat record.
+
+    ``factory`` (settings, plan -> policy) replaces the named policy's."""
     from migrator import simulate
 
-    conf = make_conf(live_migration_convergence=policy, **OPTIONS[w.options])
+    convergence = policy if policy in MIGRATOR else "steps"
+    conf = make_conf(live_migration_convergence=convergence, **OPTIONS[w.options])
     memory = w.memory_gib * GiB
     t0 = time.perf_counter()
     with migrator_logs_at(logging.CRITICAL):
         res = simulate.run(conf, memory=memory, dirty_rate=w.ratio * w.bandwidth,
-                           bandwidth=w.bandwidth, working_set=int(memory * w.working_set))
+                           bandwidth=w.bandwidth, working_set=int(memory * w.working_set),
+                           policy_factory=factory or _factory(w, policy))
     o = res.outcome
     last = o.actions[-1] if o.actions else None
     return {
         **asdict(w), "policy": policy, "band": w.band, "bound_s": w.bound,
         "status": o.status, "mode": o.mode, "total_s": o.total_seconds,
-        "t_over_bound": o.total_seconds / w.bound, "downtime_ms": o.downtime_ms,
-        "passes": o.passes, "last_action": last.action if last else None,
+        "t_over_bound": o.total_seconds / w.bound, "downtime_ms": _downtime_ms(o),
+        "post_copy_s": _post_copy_seconds(o), "passes": o.passes,
+        "max_downtime_set": max((int(a.value) for a in o.actions
+                                 if a.action == "set_max_downtime" and a.ok), default=None),
+        "last_action": last.action if last else None,
         "last_reason": last.reason if last else None,
         "wall_s": time.perf_counter() - t0,
     }
 
 
-def _run_pair(args: tuple[Workload, str]) -> dict[str, Any]:
+def _since(o: Any, action: str) -> float | None:
+    """Seconds from the first successful ``action`` to the end (None: never)."""
+    at = next((a.at for a in o.actions if a.action == action and a.ok), None)
+    return None if at is None else max(o.total_seconds - at, 0.0)
+
+
+def _post_copy_seconds(o: Any) -> float | None:
+    """Time the guest ran on the destination while pages were still pulled (slower)."""
+    return _since(o, "start_post_copy") if o.mode == "post-copy" else None
+
+
+def _downtime_ms(o: Any) -> int | None:
+    """The guest's downtime: libvirt's measured one, or from the suspend to the end."""
+    if o.mode == "paused":
+        paused = _since(o, "suspend")
+        if paused is not None:
+            return max(int(paused * 1000), o.downtime_ms or 0)
+    return o.downtime_ms
+
+
+def _run_task(args: tuple[Workload, str]) -> dict[str, Any]:
     return run_one(*args)
 
 
-def run_all(ws: Sequence[Workload], jobs: int | None = None) -> list[dict[str, Any]]:
-    """Every workload under both policies; ``jobs`` processes (default: CPUs, max 2 in quick)."""
-    tasks = [(w, p) for w in ws for p in POLICIES]
+def run_all(ws: Sequence[Workload], policies: Sequence[str],
+            jobs: int | None = None) -> list[dict[str, Any]]:
+    """Every workload under every policy that applies; ``jobs`` processes (default: CPUs)."""
+    tasks = [(w, p) for w in ws for p in policies if applies(w, p)]
     # Expensive first (hopeless big guests on slow links run the longest in real time).
     tasks.sort(key=lambda t: -t[0].memory_gib * t[0].ratio / t[0].link_gbps)
     jobs = jobs or os.cpu_count() or 1
     if jobs <= 1 or len(tasks) < 8:
-        return [_run_pair(t) for t in tasks]
+        return [_run_task(t) for t in tasks]
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(_run_pair, tasks, chunksize=2))
-
-
-# -- reporting ---------------------------------------------------------------------------
-
-
-def _completed(recs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in recs if r["status"] == "completed"]
-
-
-def _pairs(records: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(steps, adaptive) records of the same workload."""
-    by: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
-    for r in records:
-        k = (r["memory_gib"], r["ratio"], r["link_gbps"], r["options"], r["working_set"])
-        by.setdefault(k, {})[r["policy"]] = r
-    return [(v["steps"], v["adaptive"]) for v in by.values() if len(v) == 2]
-
-
-def band_table(records: Sequence[dict[str, Any]], title: str) -> Table:
-    t = Table(title, ["band (dirty/bw)", "options", "policy", "completed", "pre/post/paused",
-                      "T/bound p50",
-                      "T/bound p95", "downtime p50 (ms)", "downtime max (ms)",
-                      "> ceiling", "gave up after p50 (x bound)", "gave up p50 (s)"])
-    for band, _ in BANDS:
-        for opt in OPTIONS:
-            for pol in POLICIES:
-                rs = [r for r in records
-                      if r["band"] == band and r["options"] == opt and r["policy"] == pol]
-                if not rs:
-                    continue
-                done = _completed(rs)
-                failed = [r for r in rs if r["status"] != "completed"]
-                dts = [r["downtime_ms"] for r in done if r["downtime_ms"] is not None]
-                modes = [sum(1 for r in done if r["mode"] == m)
-                         for m in ("pre-copy", "post-copy", "paused")]
-                t.add(band, opt, pol, f"{len(done)}/{len(rs)}", "/".join(map(str, modes)),
-                      fmt(median(r["t_over_bound"] for r in done)),
-                      fmt(percentile((r["t_over_bound"] for r in done), 95)),
-                      fmt(median(dts), 0), fmt(max(dts) if dts else None, 0),
-                      sum(1 for d in dts if d > CEILING_MS),
-                      fmt(median(r["t_over_bound"] for r in failed), 1),
-                      fmt(median(r["total_s"] for r in failed), 0))
-    t.notes.append(
-        f"T = total time of completed runs, bound = memory / link bandwidth; downtime is the "
-        f"destination's measured one (none after post-copy: libvirt keeps no completed stats "
-        f"there), ceiling {CEILING_MS} ms (live_migration_downtime); "
-        "'gave up' = time to the outcome of runs that did not complete (timed_out or stalled).")
-    return t
-
-
-def ratio_table(records: Sequence[dict[str, Any]], title: str) -> Table:
-    t = Table(title, ["dirty/bw", "completed steps", "completed adaptive",
-                      "T/bound p50 steps", "T/bound p50 adaptive", "adaptive/steps T p50",
-                      "downtime p50 steps", "downtime p50 adaptive",
-                      "give-up adaptive/steps p50"])
-    pairs = _pairs(records)
-    for ratio in sorted({r["ratio"] for r in records}):
-        ps = [(s, a) for s, a in pairs if s["ratio"] == ratio]
-        both = [(s, a) for s, a in ps if s["status"] == a["status"] == "completed"]
-        neither = [(s, a) for s, a in ps
-                   if s["status"] != "completed" and a["status"] != "completed"]
-        ss = [s for s, _ in ps]
-        aa = [a for _, a in ps]
-        t.add(f"{ratio:g}", f"{len(_completed(ss))}/{len(ss)}", f"{len(_completed(aa))}/{len(aa)}",
-              fmt(median(r["t_over_bound"] for r in _completed(ss))),
-              fmt(median(r["t_over_bound"] for r in _completed(aa))),
-              fmt(median(a["total_s"] / s["total_s"] for s, a in both), 3),
-              fmt(median(r["downtime_ms"] for r in _completed(ss) if r["downtime_ms"] is not None),
-                  0),
-              fmt(median(r["downtime_ms"] for r in _completed(aa) if r["downtime_ms"] is not None),
-                  0),
-              fmt(median(a["total_s"] / s["total_s"] for s, a in neither), 3))
-    t.notes.append("Paired columns compare the two policies on the same workload "
-                   "(memory x link x options); all option sets pooled.")
-    return t
-
-
-def verdict(records: Sequence[dict[str, Any]], label: str) -> list[str]:
-    """The issue's "Done when" checks, computed from ``records``."""
-    pairs = _pairs(records)
-    lost = [s for s, a in pairs if s["status"] == "completed" and a["status"] != "completed"]
-    won = [a for s, a in pairs if a["status"] == "completed" and s["status"] != "completed"]
-    hopeless = [(s, a) for s, a in pairs
-                if s["status"] != "completed" and a["status"] != "completed"]
-    sooner = [(s, a) for s, a in hopeless if a["total_s"] < s["total_s"]]
-    mid = [(s, a) for s, a in pairs if s["band"] == "0.5-0.95"]
-    mid_s = median(s["total_s"] / s["bound_s"] for s, _ in mid if s["status"] == "completed")
-    mid_a = median(a["total_s"] / a["bound_s"] for _, a in mid if a["status"] == "completed")
-    mid_both = [(s, a) for s, a in mid if s["status"] == a["status"] == "completed"]
-    faster = sum(1 for s, a in mid_both if a["total_s"] < s["total_s"])
-    slower = sum(1 for s, a in mid_both if a["total_s"] > s["total_s"])
-    out = [f"**{label}** ({len(pairs)} workloads, each under both policies)", ""]
-    ok1 = not lost
-    out.append(f"- adaptive completes every workload steps completes: "
-               f"{'yes' if ok1 else 'NO'} ({len(lost)} lost"
-               + (": " + "; ".join(_wl(r) for r in lost[:5]) + (" ..." if len(lost) > 5 else "")
-                  if lost else "")
-               + f"; adaptive completes {len(won)} that steps does not)")
-    ok2 = bool(hopeless) and len(sooner) == len(hopeless)
-    out.append(f"- adaptive gives up on hopeless workloads sooner: "
-               f"{'yes' if ok2 else 'NO' if hopeless else 'n/a'} "
-               f"({len(sooner)}/{len(hopeless)} sooner; median time to give up "
-               f"{fmt(median(a['total_s'] for _, a in hopeless), 0)} s vs "
-               f"{fmt(median(s['total_s'] for s, _ in hopeless), 0)} s, "
-               f"median ratio {fmt(median(a['total_s'] / s['total_s'] for s, a in hopeless), 3)})")
-    ok3 = mid_s is not None and mid_a is not None and mid_a < mid_s
-    out.append(f"- lower median total time on the 0.5-0.95 band: "
-               f"{'yes' if ok3 else 'NO'} (T/bound p50 {fmt(mid_a, 3)} adaptive vs "
-               f"{fmt(mid_s, 3)} steps; paired: adaptive faster on {faster}, slower on {slower} "
-               f"of {len(mid_both)}, median ratio "
-               f"{fmt(median(a['total_s'] / s['total_s'] for s, a in mid_both), 3)})")
-    dt_s = [s["downtime_ms"] for s, a in pairs
-            if s["status"] == a["status"] == "completed" and s["downtime_ms"] is not None
-            and a["downtime_ms"] is not None and s["mode"] == a["mode"] == "pre-copy"]
-    dt_a = [a["downtime_ms"] for s, a in pairs
-            if s["status"] == a["status"] == "completed" and s["downtime_ms"] is not None
-            and a["downtime_ms"] is not None and s["mode"] == a["mode"] == "pre-copy"]
-    out.append(f"- downtime (both completed in pre-copy, {len(dt_s)} workloads): p50 "
-               f"{fmt(median(dt_a), 0)} ms adaptive vs {fmt(median(dt_s), 0)} ms steps, max "
-               f"{fmt(max(dt_a) if dt_a else None, 0)} vs {fmt(max(dt_s) if dt_s else None, 0)} "
-               f"ms (ceiling {CEILING_MS} ms)")
-    return out
-
-
-def _wl(r: dict[str, Any]) -> str:
-    return Workload(r["memory_gib"], r["ratio"], r["link_gbps"], r["options"],
-                    r["working_set"]).label()
+        return list(pool.map(_run_task, tasks, chunksize=2))
 
 
 def run(quick: bool = False, jobs: int | None = None) -> Report:
     ws = workloads(quick)
+    policies = POLICY_NAMES + bound.BOUND_NAMES
     t0 = time.perf_counter()
-    records = run_all(ws, jobs)
+    records = run_all(ws, policies, jobs)
     wall = time.perf_counter() - t0
     report = Report("sim", records=records,
                     meta={"workloads": len(ws), "migrations": len(records),
                           "wall_seconds": round(wall, 1), "quick": quick})
-    for frac in sorted({w.working_set for w in ws}, reverse=True):
-        recs = [r for r in records if r["working_set"] == frac]
-        what = "working set = memory" if frac == 1.0 else f"working set = memory x {frac:g}"
-        report.tables.append(band_table(recs, f"Simulator suite, {what}: per band"))
-        report.tables.append(ratio_table(recs, f"Simulator suite, {what}: per ratio, paired"))
-        report.verdict += verdict(recs, what) + [""]
+    simreport.fill(report, records, ceiling_ms=CEILING_MS, bands=[b for b, _ in BANDS],
+                   options=list(OPTIONS), peers=("steps",) + PEER_NAMES)
     report.verdict.append(
-        f"{len(records)} simulated migrations in {wall:.0f} s wall "
-        f"({len(ws)} workloads x {len(POLICIES)} policies).")
+        f"{len(records)} simulated migrations in {wall:.0f} s wall ({len(ws)} workloads x "
+        f"{len(POLICY_NAMES)} policies + the bound's {len(bound.BOUND_NAMES)} candidates).")
     return report

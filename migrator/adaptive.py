@@ -32,19 +32,11 @@ max downtime's bookkeeping is the same :class:`~migrator.maxdowntime.MaxDowntime
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-from migrator import constants
+from migrator import constants, predict, switchover
 from migrator.basepolicy import BasePolicy
 from migrator.jobstats import JobSample
-from migrator.passes import (
-    RATE_ALPHA,
-    STALL_MARGIN,
-    STALL_WINDOW_PASSES,
-    STALL_WINDOW_SECONDS,
-    PassEstimate,
-    PassObserver,
-)
+from migrator.passes import PassEstimate, PassObserver
 from migrator.policy import (
     TIMEOUT_ACTION_FORCE_COMPLETE,
     Action,
@@ -54,68 +46,13 @@ from migrator.policy import (
     downtime_steps,
 )
 from migrator.progress import SATURATED
-from migrator.units import MiB, mib_text, secs_text
+from migrator.tuning import AdaptiveTuning
+from migrator.units import mib_text, secs_text
 
-# The max downtime set is the predicted need times this: QEMU measures the
-# bandwidth over 100 ms and the dirty set varies from pass to pass.
-DOWNTIME_MARGIN = 1.25
-# While each pass leaves at most this share of the one before and the guest's
-# dirty rate is at most this share of the link rate, the max downtime is not
-# raised: one more pass costs about the predicted need in transfer time and at
-# least halves the downtime.
-SHRINKING_FAST = 0.5
-# A predicted need up to this factor above the ceiling still gets the ceiling
-# (KubeVirt's precopyPossibleFactor): the estimate can be pessimistic, and the
-# ceiling is where Nova's ramp ends anyway.
-POSSIBLE_FACTOR = 1.5
-# Post-copy starts at a boundary whose dirty set is within this margin of the
-# best in the window, the margin doubling for each boundary waited (KubeVirt
-# relaxes its target over time the same way), so a saw-tooth is caught low and
-# a steadily growing dirty set is not waited on for long.
-LOCAL_MIN_MARGIN = 0.04
-# Boundaries QEMU gets at the ceiling before the policy gives up (abort or
-# suspend): what Nova's ramp would eventually try, tried before the last resort.
-GRACE_PASSES = 2
-# Below this the link counts as down: no forced switchover.
-MIN_LINK_RATE = 1.0 * MiB
 # A failed post-copy switch on a stall is tried again at most once (later).
 MAX_POST_COPY_ATTEMPTS = 2
 # Why the guest is already suspended, for a later force-complete's note.
 SUSPENDED_ON_STALL = "stall; the copy is finishing"
-
-
-@dataclass(frozen=True)
-class AdaptiveTuning:
-    """The adaptive policy's knobs (defaults: the constants above).
-
-    What is known before the migration starts (a prediction from the guest's
-    measured dirty rate, say) enters here, e.g. as ``initial_downtime_ms``.
-    """
-
-    initial_downtime_ms: int | None = None  # None: Nova's step 0 (downtime / steps)
-    prior: str | None = None  # what a prediction made these knobs from (noted at the start)
-    downtime_margin: float = DOWNTIME_MARGIN
-    possible_factor: float = POSSIBLE_FACTOR
-    shrinking_fast: float = SHRINKING_FAST
-    rate_alpha: float = RATE_ALPHA
-    stall_margin: float = STALL_MARGIN
-    stall_window_passes: int = STALL_WINDOW_PASSES
-    stall_window_seconds: float = STALL_WINDOW_SECONDS
-    local_min_margin: float = LOCAL_MIN_MARGIN
-    grace_passes: int = GRACE_PASSES
-    min_link_rate: float = MIN_LINK_RATE
-
-    def __post_init__(self) -> None:
-        if not 0 < self.rate_alpha <= 1:
-            raise ValueError(f"rate_alpha must be in (0, 1], got {self.rate_alpha}")
-        if self.downtime_margin < 1 or self.possible_factor < 1:
-            raise ValueError("downtime_margin and possible_factor must be >= 1")
-        if not 0 <= self.shrinking_fast < 1:
-            raise ValueError(f"shrinking_fast must be in [0, 1), got {self.shrinking_fast}")
-        if not 0 <= self.stall_margin < 1 or self.local_min_margin < 0:
-            raise ValueError("stall_margin must be in [0, 1) and local_min_margin >= 0")
-        if self.stall_window_passes < 1 or self.stall_window_seconds < 0 or self.grace_passes < 0:
-            raise ValueError("stall window and grace must be positive")
 
 
 def _busy(actions: list[Action], suspend_ok: bool = False) -> bool:
@@ -174,12 +111,15 @@ class AdaptivePolicy(BasePolicy):
         )
         self._ceiling_pass: int | None = None  # pass at which the target reached the ceiling
         self._shrink_noted = False
+        self._holding = False  # the last boundary said: each pass still halves the dirty set
+        self._pays_noted: set[str] = set()  # post-copy that pays but cannot be started
         # the stall episode and what this policy forced
         self._waited = 0  # boundaries waited for a local minimum
         self._episode_notes: set[str] = set()
         self._switch: Action | None = None  # our latest post-copy switch
         self._post_copy_attempts = 0
         self._suspend_tried = False
+        self._stall_facts: str | None = None  # the latest stall, in words
 
     # -- read-only views ----------------------------------------------------
 
@@ -206,20 +146,20 @@ class AdaptivePolicy(BasePolicy):
             return []
         if self.in_post_copy:
             return self._jobs.on_sample(now, tunables)
-        record = self._passes.observe(sample, now)
+        record = self._passes.observe(sample, now, self._downtime.applied)
         actions = self._jobs.on_sample(now, tunables)
         if record is not None:
-            if not self._passes.stalled:
-                self._waited = 0
-                self._episode_notes.clear()
             self._plan_downtime(record)
+        elif self._passes.last is not None:
+            self._plan_between(sample, now)
         else:
             self._fallback_ramp(sample, now)
         if self.guest_suspended:
             return actions
         jobs = self._jobs
         if record is not None and not (actions or jobs.aborting or jobs.abort_by_timeout):
-            actions += self._ladder(record, sample, now, tunables)
+            actions += (self._post_copy_when_it_pays(record, sample, now, tunables)
+                        or self._ladder(record, sample, now, tunables))
         if not (jobs.aborting or _busy(actions, suspend_ok=True)):
             actions += self._downtime.set(self._target, self._target_why, now)
         return actions
@@ -250,31 +190,36 @@ class AdaptivePolicy(BasePolicy):
         if value == self.ceiling_ms:
             self._ceiling_pass = passes
 
+    def _downtime_for(self, need: float) -> tuple[int, str] | None:
+        """The max downtime for a switchover that needs ``need`` ms, and why; None: none
+        within the ceiling (nor within ``possible_factor`` of it)."""
+        ceiling = self.ceiling_ms
+        margin = self.tuning.downtime_margin
+        if need * margin <= ceiling:
+            value = max(self._initial, math.ceil(need * margin))
+            return value, (f": max downtime {value} ms (+{round((margin - 1) * 100)} %), "
+                           f"ceiling {ceiling} ms")
+        if need <= self.tuning.possible_factor * ceiling:
+            return ceiling, (f", within {self.tuning.possible_factor:g}x the {ceiling} ms "
+                             f"ceiling: max downtime at the ceiling")
+        return None
+
     def _plan_downtime(self, r: PassEstimate) -> None:
         """Raise the max downtime to what the next switchover needs, if it fits."""
+        self._holding = self._shrinking_fast(r)
         need = r.need_ms
         if need is None:
             return
-        ceiling = self.ceiling_ms
-        margin = self.tuning.downtime_margin
         what = (
             f"iteration {r.iteration}: the next switchover needs ~{need:.0f} ms "
             f"({mib_text(r.dirty_set)} MiB dirty at {mib_text(r.rate)} MiB/s)"
         )
-        if need * margin <= ceiling:
-            value = max(self._initial, math.ceil(need * margin))
-            why = f"{what}: max downtime {value} ms (+{round((margin - 1) * 100)} %), " \
-                  f"ceiling {ceiling} ms"
-        elif need <= self.tuning.possible_factor * ceiling:
-            value = ceiling
-            why = (
-                f"{what}, within {self.tuning.possible_factor:g}x the {ceiling} ms ceiling: "
-                f"max downtime at the ceiling"
-            )
-        else:
+        planned = self._downtime_for(need) or self._throttled_to_fit(r)
+        if planned is None:
             return
-        raising = min(value, ceiling) > self._target
-        if raising and self._shrinking_fast(r):
+        value, how = planned
+        raising = min(value, self.ceiling_ms) > self._target
+        if raising and self._holding:
             if not self._shrink_noted:  # once per migration: it may hold for many passes
                 self._shrink_noted = True
                 previous = r.previous_dirty_set or 0
@@ -286,7 +231,41 @@ class AdaptivePolicy(BasePolicy):
                     f"transfer and at least halves the downtime",
                 )
             return
-        self._raise_target(value, why, r.passes)
+        self._raise_target(value, what + how, r.passes)
+
+    def _throttled_to_fit(self, r: PassEstimate) -> tuple[int, str] | None:
+        """Auto-converge throttles the guest: the ceiling once pre-copy at it is predicted
+        to end with the throttled writes.
+
+        The set of a full pass (low max downtime) shrinks only as fast as the
+        throttle rises; at the ceiling QEMU syncs as soon as what is left fits,
+        and a throttled guest writes little between two syncs.
+        """
+        if r.throttle <= 0 or r.rate <= 0:
+            return None
+        seconds = predict.precopy_seconds(r.dirty_set, r.writes, r.rate, self.ceiling_ms / 1000.0)
+        if math.isinf(seconds):
+            return None
+        return self.ceiling_ms, (
+            f"; auto-converge throttles the guest {r.throttle} % (writes "
+            f"{mib_text(r.writes)} MiB/s): at the {self.ceiling_ms} ms ceiling pre-copy is "
+            f"predicted to end in ~{secs_text(seconds)} s: max downtime at the ceiling")
+
+    def _plan_between(self, s: JobSample, now: float) -> None:
+        """Between boundaries: once a sync now would find a set that fits, set its max
+        downtime now (QEMU syncs within 100 ms), not a pass or a poll later."""
+        rate = self._passes.rate or 0.0
+        last = self._passes.last
+        if self._holding or last is None or rate <= 0 or self._target >= self.ceiling_ms:
+            return
+        found = switchover.set_at_sync_now(s, last, now)
+        need = found / rate * 1000.0
+        planned = self._downtime_for(need)
+        if planned is not None:
+            value, how = planned
+            what = (f"{secs_text(now - last.synced_at)} s into a pass: a sync now would find "
+                    f"~{mib_text(found)} MiB, ~{need:.0f} ms at {mib_text(rate)} MiB/s")
+            self._raise_target(value, what + how, last.passes)
 
     def _shrinking_fast(self, r: PassEstimate) -> bool:
         """The last pass shrank the dirty set fast, and the guest's dirty rate (QEMU's, once
@@ -341,14 +320,16 @@ class AdaptivePolicy(BasePolicy):
     def _ladder(
         self, r: PassEstimate, s: JobSample, now: float, tunables: Tunables
     ) -> list[Action]:
-        """On a stall: the ceiling, then post-copy, auto-converge, and the last resort."""
-        if not self._passes.stalled:
-            return []
-        facts = self._passes.stall_facts(r)
-        ceiling = self.ceiling_ms
-        if self._target < ceiling:
-            self._raise_target(ceiling, f"{facts}: max downtime to the {ceiling} ms ceiling",
-                               r.passes)
+        """On a stall: post-copy at a local minimum; else the ceiling, auto-converge, and
+        the last resort."""
+        if self._passes.stalled:
+            facts = self._stall_facts = self._passes.stall_facts(r)
+        else:
+            facts = self._stuck_at_ceiling(r)
+            if facts is None:  # progress: a later stall is a new episode
+                self._waited = 0
+                self._episode_notes.clear()
+                return []
         if self.settings.post_copy_enabled and self._post_copy_attempts < MAX_POST_COPY_ATTEMPTS:
             kind, blocker = self._switch_blocker(r, s, now, tunables)
             if kind == "link":
@@ -358,6 +339,12 @@ class AdaptivePolicy(BasePolicy):
             if kind is None:
                 return self._post_copy_at_local_minimum(r, now, facts)
             self._note_once("pc-budget", now, f"{facts}; no post-copy: {blocker}")
+        # Without post-copy, pre-copy gets the ceiling (a larger threshold: QEMU syncs
+        # sooner, and a set that fits is sent with the guest stopped) before the rest.
+        ceiling = self.ceiling_ms
+        if self._target < ceiling:
+            self._raise_target(ceiling, f"{facts}: max downtime to the {ceiling} ms ceiling",
+                               r.passes)
         if self.settings.auto_converge_enabled:
             left = self._passes.left_window
             before = left.throttle if left else 0
@@ -372,6 +359,25 @@ class AdaptivePolicy(BasePolicy):
                 f"; auto-converge exhausted (throttle {r.throttle} %, not raised over the window)"
             )
         return self._last_resort(r, s, now, tunables, facts)
+
+    def _stuck_at_ceiling(self, r: PassEstimate) -> str | None:
+        """A stall the policy answered with the ceiling goes on while pre-copy at the
+        ceiling is predicted never to end.
+
+        The passes at the ceiling are not compared with those before it (QEMU
+        syncs sooner at a larger threshold, so each finds fewer new pages: that
+        looked like progress until the timeout); the model of pre-copy at the
+        ceiling, from the writes the job shows, judges instead.
+        """
+        if self._stall_facts is None or self._downtime.applied != self.ceiling_ms \
+                or r.rate <= 0:
+            return None
+        if not math.isinf(predict.precopy_seconds(r.dirty_set, r.writes, r.rate,
+                                                   self.ceiling_ms / 1000.0)):
+            return None
+        return (f"{self._stall_facts}; at the {self.ceiling_ms} ms ceiling since, pre-copy is "
+                f"predicted never to end (guest writes {mib_text(r.writes)} MiB/s, link "
+                f"{mib_text(r.rate)} MiB/s, dirty set {mib_text(r.dirty_set)} MiB)")
 
     def _post_copy_at_local_minimum(self, r: PassEstimate, now: float, facts: str) -> list[Action]:
         """Switch at a low point of the per-pass dirty sets, not at a peak of the saw-tooth."""
@@ -390,9 +396,32 @@ class AdaptivePolicy(BasePolicy):
             f"window's best: switch to post-copy (~{secs_text(r.dirty_set / max(r.rate, 1.0))} s "
             f"to pull at {mib_text(r.rate)} MiB/s)"
         )
+        return self._start_post_copy(why, now)
+
+    def _start_post_copy(self, why: str, now: float) -> list[Action]:
         self._post_copy_attempts += 1
         self._switch = Action(ActionKind.START_POST_COPY, None, why, now)
         return [self._switch]
+
+    def _post_copy_when_it_pays(
+        self, r: PassEstimate, s: JobSample, now: float, tunables: Tunables
+    ) -> list[Action]:
+        """At a boundary: post-copy as soon as pre-copy at the ceiling is predicted to take
+        longer than the post-copy push by a margin (no stall window to wait for)."""
+        if not self.settings.post_copy_enabled \
+                or self._post_copy_attempts >= MAX_POST_COPY_ATTEMPTS:
+            return []
+        case = switchover.post_copy_pays(r, self.ceiling_ms, self.tuning.post_copy_margin)
+        if case is None or not case.pays:
+            return []
+        what = f"iteration {r.iteration}: {case.text(r, self.ceiling_ms)}"
+        kind, blocker = self._switch_blocker(r, s, now, tunables)
+        if kind is not None:
+            if kind not in self._pays_noted:  # once per migration and reason
+                self._pays_noted.add(kind)
+                self._note(now, f"{what}; no post-copy: {blocker}")
+            return []
+        return self._start_post_copy(f"{what}: switch to post-copy", now)
 
     def _last_resort(
         self, r: PassEstimate, s: JobSample, now: float, tunables: Tunables, facts: str

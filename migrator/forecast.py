@@ -25,7 +25,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from migrator import exception
-from migrator.adaptive import POSSIBLE_FACTOR, SHRINKING_FAST, AdaptiveTuning
 from migrator.jobstats import data_gb
 from migrator.policy import completion_timeout, downtime_steps
 from migrator.predict import (
@@ -39,6 +38,7 @@ from migrator.predict import (
     least,
     predict,
 )
+from migrator.tuning import POSSIBLE_FACTOR, SHRINKING_FAST, AdaptiveTuning
 from migrator.units import human_bytes
 
 MiB = 1024**2

@@ -49,6 +49,17 @@ class PassEstimate:
     dirty_rate: int  # guest dirty rate, bytes/s
     throttle: int  # auto-converge CPU throttle, %
     previous_dirty_set: int | None = None  # the boundary before's (pass 0: all of RAM)
+    synced_at: float = 0.0  # when QEMU synced the bitmap (the sample comes up to a poll later)
+    pass_seconds: float = 0.0  # from the sync before to this one (0: unknown)
+
+    @property
+    def writes(self) -> float:
+        """Bytes/s the guest's writes add to the dirty set: the dirty rate the job reports,
+        or before QEMU's first measurement (0) how fast the dirty set grew over the pass
+        that ended here."""
+        if self.dirty_rate > 0:
+            return float(self.dirty_rate)
+        return self.dirty_set / self.pass_seconds if self.pass_seconds > 0 else 0.0
 
 
 class PassObserver:
@@ -75,6 +86,7 @@ class PassObserver:
         self.left_window: PassEstimate | None = None  # newest boundary that left the window
         self._notes = notes
         self._prev: JobSample | None = None
+        self._epoch: int | None = None  # the max downtime the window's passes ran at
         self._baseline: int | None = None
         self._iteration = 0
         self._previous_dirty_set: int | None = None
@@ -88,10 +100,20 @@ class PassObserver:
         """The smallest dirty set in the window (call only after a boundary)."""
         return min(x.dirty_set for x in self.window)
 
-    def observe(self, s: JobSample, now: float) -> PassEstimate | None:
-        """Update the rate; at a pass boundary judge the stall and return its estimate."""
+    def observe(self, s: JobSample, now: float, max_downtime_ms: int | None = None
+                ) -> PassEstimate | None:
+        """Update the rate; at a pass boundary judge the stall and return its estimate.
+
+        ``max_downtime_ms`` is the max downtime in force: when it changes, QEMU
+        syncs at another threshold (a larger one: sooner, so each pass finds
+        fewer new dirty pages), and the passes before are not compared with
+        the passes after; the window starts again.
+        """
         prev, self._prev = self._prev, s
         self._update_rate(s)
+        if max_downtime_ms != self._epoch:
+            self._epoch = max_downtime_ms
+            self._forget_window()
         it = s.memory_iteration
         if it <= 0:
             return None
@@ -114,6 +136,11 @@ class PassObserver:
         self._iteration = it
         dirty_set = self._dirty_set(s, prev, crossed)
         rate = self.rate or 0.0
+        synced_at = now - max(dirty_set - s.memory_remaining, 0) / rate if rate > 0 else now
+        if self.last is not None:
+            pass_seconds = synced_at - self.last.synced_at
+        else:  # pass 0 sent all of RAM
+            pass_seconds = (self._previous_dirty_set or 0) / rate if rate > 0 else 0.0
         record = PassEstimate(
             at=now,
             passes=it - self._baseline,
@@ -124,6 +151,8 @@ class PassObserver:
             dirty_rate=s.dirty_rate_bytes,
             throttle=s.auto_converge_throttle,
             previous_dirty_set=self._previous_dirty_set,
+            synced_at=synced_at,
+            pass_seconds=max(pass_seconds, 0.0) / max(crossed, 1),
         )
         self._previous_dirty_set = dirty_set
         self.last = record
@@ -151,8 +180,11 @@ class PassObserver:
 
     def _forget_passes(self) -> None:
         """A new counter: the passes seen cannot be compared with its passes."""
-        self.window.clear()
         self._previous_dirty_set = None
+        self._forget_window()
+
+    def _forget_window(self) -> None:
+        self.window.clear()
         self.best_before = None
         self.left_window = None
         self.stalled = False

@@ -18,7 +18,7 @@ STATUSES = {"completed", "timed_out", "stalled", "cancelled", "failed"}
 def test_rig_quick(rig) -> None:
     report = realrig.run(quick=True, rig=rig)
     names = [w.name for w in realrig.QUICK_WORKLOADS]
-    assert len(report.records) == 2 * len(names)
+    assert len(report.records) == len(realrig.POLICIES) * len(names)
     for r in report.records:
         assert r["status"] in STATUSES, r
         assert r["total_s"] > 0 and r["passes_seen"] >= 0
@@ -26,13 +26,15 @@ def test_rig_quick(rig) -> None:
         assert r["guest_kibps_before"] and r["guest_kibps_before"] > 0  # the guest dirtied
         if r["status"] == "completed":
             assert r["passes"] >= 1 and r["downtime_ms"] is not None
-    # the quick workload converges under both policies
+    # the quick workload converges under every policy
     quick = [r for r in report.records if r["workload"] == names[0]]
     assert {r["status"] for r in quick} == {"completed"}, quick
     (table,) = report.tables
     assert table.columns[:4] == ["workload", "guest dirties", "cap (MiB/s)", "policy"]
-    assert [row[0] for row in table.rows] == [n for n in names for _ in range(2)]
-    assert "completes every workload steps completes" in report.markdown()
+    assert [row[0] for row in table.rows] == [n for n in names for _ in realrig.POLICIES]
+    assert {row[3] for row in table.rows} == set(realrig.POLICIES)
+    for other in ("steps", realrig.PEER):
+        assert f"completes every workload {other} completes" in report.markdown()
     assert rig.domains("a") == [] and rig.domains("b") == []  # it cleaned up
 
 

@@ -135,21 +135,31 @@ def migrate(conf, prior: bool, memory, working_set, rate):
     return outcome, ceiling[0] if ceiling else None
 
 
-@pytest.mark.parametrize("post_copy", [False, True])
-def test_the_prior_ends_a_hopeless_migration_passes_sooner(post_copy):
+def test_the_prior_ends_a_hopeless_migration_passes_sooner():
     """Predicted not to converge: the stall is confirmed in 2 passes instead of 6 and 40 s."""
-    conf = make_conf(live_migration_convergence="adaptive",
-                     live_migration_permit_post_copy=post_copy)
+    conf = make_conf(live_migration_convergence="adaptive")
     guest = (4 * GiB, 4 * GiB, 1.2 * LINK)
     learned, learned_at = migrate(conf, False, *guest)
     told, told_at = migrate(conf, True, *guest)
-    assert told.status == learned.status == ("completed" if post_copy else "stalled")
+    assert told.status == learned.status == "stalled"
     assert told.passes < learned.passes and told_at < learned_at
     assert told.total_seconds < learned.total_seconds / 2
     for outcome in (told, learned):  # the same limits: never above the ceiling
         assert all((a.value or 0) <= 500 for a in outcome.actions
                    if a.action == "set_max_downtime")
     assert any("predicted before the start: it dirties" in n for n in told.notes)
+
+
+def test_with_post_copy_the_hopeless_guest_switches_at_the_first_boundary_either_way():
+    """Post-copy when it pays needs no prior: the first boundary already shows that
+    pre-copy at the ceiling would never end, so both switch there."""
+    conf = make_conf(live_migration_convergence="adaptive", live_migration_permit_post_copy=True)
+    guest = (4 * GiB, 4 * GiB, 1.2 * LINK)
+    learned, learned_at = migrate(conf, False, *guest)
+    told, told_at = migrate(conf, True, *guest)
+    assert told.status == learned.status == "completed"
+    assert told.mode == learned.mode == "post-copy"
+    assert told.passes == learned.passes <= 3 and told_at == pytest.approx(learned_at)
 
 
 def test_a_guest_predicted_to_converge_gets_no_prior():

@@ -81,7 +81,9 @@ def nova_source(cache: Path) -> Path:
                 # the safe extraction filter where this Python has it (3.11.4+)
                 kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
                 tar.extractall(cache, **kwargs)
-    marker = tree / ".migrator-test-requirements-installed"
+    # The requirements go into this Python's environment, so the note that they are
+    # there lives in it too: a recreated virtualenv installs them again.
+    marker = Path(sys.prefix) / f".migrator-nova-{NOVA_VERSION}-test-requirements"
     if not marker.exists():
         subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                         "-r", str(tree / "test-requirements.txt"), *EXTRA_REQUIREMENTS],
@@ -122,9 +124,19 @@ class Stestr:
         return [sys.executable, "-m", "stestr", "--test-path=./nova/tests/functional", *args]
 
     def list(self, regex: str) -> list[str]:
-        out = subprocess.run(self.command("list", regex), cwd=self.tree, env=self.env,
-                             capture_output=True, text=True, check=True).stdout
+        """The test ids ``regex`` selects."""
+        if not (self.tree / ".stestr").is_dir():  # "list" needs the repository "run" creates
+            self._check("init")
+        out = self._check("list", regex)
         return [line for line in out.splitlines() if line.startswith("nova.")]
+
+    def _check(self, *args: str) -> str:
+        done = subprocess.run(self.command(*args), cwd=self.tree, env=self.env,
+                              capture_output=True, text=True, check=False)
+        if done.returncode:
+            sys.exit(f"stestr {' '.join(args)} failed ({done.returncode}):\n"
+                     f"{done.stdout[-2000:]}{done.stderr[-4000:]}")
+        return done.stdout
 
     def run(self, *args: str) -> dict[str, str]:
         """Run, echoing stestr's output; the results of this run."""
@@ -206,6 +218,10 @@ def run_tests(tree: Path, regex: str, mode: str, threads: str,
     os.close(fd)
     env = dict(os.environ, **TEST_ENV, MIGRATOR_NOVA_HARNESS=mode, MIGRATOR_NOVA_RECORD=record,
                OS_NOVA_DISABLE_EVENTLET_PATCHING=THREADS[threads])
+    # this Python's environment first, as if activated (tox -e nova-functional runs it
+    # from the nova environment without activating that)
+    env["PATH"] = os.pathsep.join(p for p in (os.path.dirname(sys.executable),
+                                              os.environ.get("PATH")) if p)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(HERE / "harness"), str(ROOT), os.environ.get("PYTHONPATH")) if p)
     print(f"--- Nova {NOVA_VERSION} functional tests, {run.name}, filter: {regex}", flush=True)

@@ -109,8 +109,8 @@ def test_a_password_in_novas_live_migration_uri_is_masked_in_novas_log(monkeypat
 
     (uri_opt,) = [o for o in nova_libvirt.ALL_OPTS if o.dest == "live_migration_uri"]
     monkeypatch.setattr(uri_opt, "secret", False)  # Nova's definition; restored afterwards
-    conf = cfg.ConfigOpts()
-    conf.register_opts(nova_libvirt.ALL_OPTS, group="libvirt")
+    conf = cfg.ConfigOpts()  # Nova's definition of the option (the object Nova registers)
+    conf.register_opt(uri_opt, group="libvirt")
     conf([], default_config_files=[])
     conf.set_override("live_migration_uri", "qemu+tcp://admin:hunter2@%s/system",
                       group="libvirt")

@@ -31,7 +31,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
-from migrator import constants as _constants
+from migrator import constants
 from migrator.testing import dirtyrate, rules
 from migrator.testing import errors as E
 from migrator.testing.errors import libvirtError
@@ -49,8 +49,7 @@ from migrator.testing.world import (
 )
 
 # Re-export every libvirt constant migrator knows, so fake.VIR_MIGRATE_LIVE works.
-globals().update({k: v for k, v in vars(_constants).items() if k.startswith("VIR_")})
-C = _constants
+globals().update({k: v for k, v in vars(constants).items() if k.startswith("VIR_")})
 
 # libvirt values migrator.constants does not carry (libvirt-python 9.0 values).
 VIR_ERR_WARNING = E.VIR_ERR_WARNING
@@ -313,8 +312,8 @@ class virConnect:  # noqa: N801 - libvirt's name
             rec = self.host.domains.get(str(uuidstr).lower())
             if rec is None:
                 raise E.spec(
-                    C.VIR_ERR_NO_DOMAIN,
-                    C.VIR_FROM_QEMU,
+                    constants.VIR_ERR_NO_DOMAIN,
+                    constants.VIR_FROM_QEMU,
                     f"no domain with matching uuid '{uuidstr}'",
                 ).exc()
             return self._domain(rec)
@@ -328,7 +327,8 @@ class virConnect:  # noqa: N801 - libvirt's name
                 if rec.active and rec.id == id:
                     return self._domain(rec)
             raise E.spec(
-                C.VIR_ERR_NO_DOMAIN, C.VIR_FROM_QEMU, f"no domain with matching id {id}"
+                constants.VIR_ERR_NO_DOMAIN, constants.VIR_FROM_QEMU,
+                f"no domain with matching id {id}"
             ).exc()
 
     def listAllDomains(self, flags: int = 0) -> list[virDomain]:  # noqa: N802
@@ -372,21 +372,21 @@ class virConnect:  # noqa: N801 - libvirt's name
                 world.lifecycle(
                     self.host,
                     existing,
-                    C.VIR_DOMAIN_EVENT_DEFINED,
+                    constants.VIR_DOMAIN_EVENT_DEFINED,
                     VIR_DOMAIN_EVENT_DEFINED_UPDATED,
                 )
                 existing.persistent = True
                 return self._domain(existing)
             if self.host.by_name(rec.name) is not None:
                 raise E.spec(
-                    C.VIR_ERR_OPERATION_FAILED,
-                    C.VIR_FROM_DOMAIN,
+                    constants.VIR_ERR_OPERATION_FAILED,
+                    constants.VIR_FROM_DOMAIN,
                     f"domain '{rec.name}' already exists with uuid "
                     f"{self.host.by_name(rec.name).uuid}",  # type: ignore[union-attr]
                 ).exc()
             self.host.domains[rec.uuid] = rec
             world.lifecycle(
-                self.host, rec, C.VIR_DOMAIN_EVENT_DEFINED, VIR_DOMAIN_EVENT_DEFINED_ADDED
+                self.host, rec, constants.VIR_DOMAIN_EVENT_DEFINED, VIR_DOMAIN_EVENT_DEFINED_ADDED
             )
             return self._domain(rec)
 
@@ -397,15 +397,16 @@ class virConnect:  # noqa: N801 - libvirt's name
             rec = _record_from_xml(xml, persistent=False)
             if self.host.by_name(rec.name) is not None or rec.uuid in self.host.domains:
                 raise E.spec(
-                    C.VIR_ERR_OPERATION_FAILED,
-                    C.VIR_FROM_DOMAIN,
+                    constants.VIR_ERR_OPERATION_FAILED,
+                    constants.VIR_FROM_DOMAIN,
                     f"domain '{rec.name}' already exists",
                 ).exc()
-            rec.state, rec.reason = C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_BOOTED
+            rec.state, rec.reason = (constants.VIR_DOMAIN_RUNNING,
+                                     constants.VIR_DOMAIN_RUNNING_BOOTED)
             rec.id = self.host.next_id()
             self.host.domains[rec.uuid] = rec
             world.lifecycle(
-                self.host, rec, C.VIR_DOMAIN_EVENT_STARTED, VIR_DOMAIN_EVENT_STARTED_BOOTED
+                self.host, rec, constants.VIR_DOMAIN_EVENT_STARTED, VIR_DOMAIN_EVENT_STARTED_BOOTED
             )
             return self._domain(rec)
 
@@ -413,7 +414,7 @@ class virConnect:  # noqa: N801 - libvirt's name
         if self._readonly:
             raise E.spec(
                 VIR_ERR_OPERATION_DENIED,
-                C.VIR_FROM_NONE,
+                constants.VIR_FROM_NONE,
                 f"read only access prevents {api}",
             ).exc()
 
@@ -441,8 +442,8 @@ class virConnect:  # noqa: N801 - libvirt's name
             found = self._callbacks.pop(callbackID, None)
             if found is None:
                 raise E.spec(
-                    C.VIR_ERR_INVALID_ARG,
-                    C.VIR_FROM_NONE,
+                    constants.VIR_ERR_INVALID_ARG,
+                    constants.VIR_FROM_NONE,
                     f"could not find event callback {callbackID} for deletion",
                 ).exc()
             world.unlisten(self, found[1], found[0])
@@ -497,11 +498,12 @@ def _matches(rec: DomainRecord, flags: int) -> bool:
             | VIR_CONNECT_LIST_DOMAINS_SHUTOFF
             | VIR_CONNECT_LIST_DOMAINS_OTHER,
             {
-                VIR_CONNECT_LIST_DOMAINS_RUNNING: rec.state == C.VIR_DOMAIN_RUNNING,
-                VIR_CONNECT_LIST_DOMAINS_PAUSED: rec.state == C.VIR_DOMAIN_PAUSED,
-                VIR_CONNECT_LIST_DOMAINS_SHUTOFF: rec.state == C.VIR_DOMAIN_SHUTOFF,
+                VIR_CONNECT_LIST_DOMAINS_RUNNING: rec.state == constants.VIR_DOMAIN_RUNNING,
+                VIR_CONNECT_LIST_DOMAINS_PAUSED: rec.state == constants.VIR_DOMAIN_PAUSED,
+                VIR_CONNECT_LIST_DOMAINS_SHUTOFF: rec.state == constants.VIR_DOMAIN_SHUTOFF,
                 VIR_CONNECT_LIST_DOMAINS_OTHER: rec.state
-                not in (C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_PAUSED, C.VIR_DOMAIN_SHUTOFF),
+                not in (constants.VIR_DOMAIN_RUNNING, constants.VIR_DOMAIN_PAUSED,
+                        constants.VIR_DOMAIN_SHUTOFF),
             },
         ),
     )
@@ -516,12 +518,14 @@ def _record_from_xml(xml: str, persistent: bool) -> DomainRecord:
         root = ET.fromstring(xml)
     except ET.ParseError as exc:
         raise E.spec(
-            C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_DOMAIN, f"(domain_definition):{exc}"
+            constants.VIR_ERR_INTERNAL_ERROR, constants.VIR_FROM_DOMAIN,
+            f"(domain_definition):{exc}"
         ).exc() from None
     name = (root.findtext("name") or "").strip()
     if not name:
         raise E.spec(
-            C.VIR_ERR_NO_SUPPORT, C.VIR_FROM_DOMAIN, "missing domain name information"
+            constants.VIR_ERR_NO_SUPPORT, constants.VIR_FROM_DOMAIN,
+            "missing domain name information"
         ).exc()
     uuid = (root.findtext("uuid") or "").strip().lower() or str(
         uuidlib.uuid5(uuidlib.NAMESPACE_DNS, f"migrator-guest-{name}")
@@ -545,8 +549,8 @@ def _record_from_xml(xml: str, persistent: bool) -> DomainRecord:
         name=name,
         uuid=uuid,
         guest=Guest(memory=memory, working_set=memory, vcpus=vcpus),
-        state=C.VIR_DOMAIN_SHUTOFF,
-        reason=C.VIR_DOMAIN_SHUTOFF_UNKNOWN,
+        state=constants.VIR_DOMAIN_SHUTOFF,
+        reason=constants.VIR_DOMAIN_SHUTOFF_UNKNOWN,
         persistent=persistent,
     )
 
@@ -666,12 +670,15 @@ class virDomain:  # noqa: N801 - libvirt's name
             rec = self._rec()
             if rec.active:
                 raise E.spec(
-                    C.VIR_ERR_OPERATION_INVALID, C.VIR_FROM_QEMU, "domain is already running"
+                    constants.VIR_ERR_OPERATION_INVALID, constants.VIR_FROM_QEMU,
+                    "domain is already running"
                 ).exc()
-            rec.state, rec.reason = C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_BOOTED
+            rec.state, rec.reason = (constants.VIR_DOMAIN_RUNNING,
+                                     constants.VIR_DOMAIN_RUNNING_BOOTED)
             rec.id = self._conn.host.next_id()
             world.lifecycle(
-                self._conn.host, rec, C.VIR_DOMAIN_EVENT_STARTED, VIR_DOMAIN_EVENT_STARTED_BOOTED
+                self._conn.host, rec, constants.VIR_DOMAIN_EVENT_STARTED,
+                VIR_DOMAIN_EVENT_STARTED_BOOTED
             )
             return 0
 
@@ -680,14 +687,14 @@ class virDomain:  # noqa: N801 - libvirt's name
         with self._call("suspend") as world:
             self._conn._writable("virDomainSuspend")
             rec = self._active()
-            if rec.state == C.VIR_DOMAIN_PAUSED:
+            if rec.state == constants.VIR_DOMAIN_PAUSED:
                 return 0
-            rec.state, rec.reason = C.VIR_DOMAIN_PAUSED, C.VIR_DOMAIN_PAUSED_USER
+            rec.state, rec.reason = constants.VIR_DOMAIN_PAUSED, constants.VIR_DOMAIN_PAUSED_USER
             world.lifecycle(
                 self._conn.host,
                 rec,
-                C.VIR_DOMAIN_EVENT_SUSPENDED,
-                C.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED,
+                constants.VIR_DOMAIN_EVENT_SUSPENDED,
+                constants.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED,
             )
             if rec.outgoing is not None:
                 rec.outgoing.on_guest_paused(world.now)
@@ -697,24 +704,26 @@ class virDomain:  # noqa: N801 - libvirt's name
         with self._call("resume") as world:
             self._conn._writable("virDomainResume")
             rec = self._active()
-            if rec.state == C.VIR_DOMAIN_RUNNING:
+            if rec.state == constants.VIR_DOMAIN_RUNNING:
                 raise E.spec(
-                    C.VIR_ERR_OPERATION_INVALID, C.VIR_FROM_QEMU, "domain is already running"
+                    constants.VIR_ERR_OPERATION_INVALID, constants.VIR_FROM_QEMU,
+                    "domain is already running"
                 ).exc()
-            if rec.incoming is not None or rec.reason != C.VIR_DOMAIN_PAUSED_USER:
+            if rec.incoming is not None or rec.reason != constants.VIR_DOMAIN_PAUSED_USER:
                 # Paused by a migration (switch-over, post-copy, failed post-copy):
                 # fake-specific refusal, so a test cannot split-brain the guest.
                 raise E.spec(
-                    C.VIR_ERR_OPERATION_INVALID,
-                    C.VIR_FROM_QEMU,
+                    constants.VIR_ERR_OPERATION_INVALID,
+                    constants.VIR_FROM_QEMU,
                     "domain is paused by a migration and cannot be resumed",
                 ).exc()
-            rec.state, rec.reason = C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_UNPAUSED
+            rec.state, rec.reason = (constants.VIR_DOMAIN_RUNNING,
+                                     constants.VIR_DOMAIN_RUNNING_UNPAUSED)
             world.lifecycle(
                 self._conn.host,
                 rec,
-                C.VIR_DOMAIN_EVENT_RESUMED,
-                C.VIR_DOMAIN_EVENT_RESUMED_UNPAUSED,
+                constants.VIR_DOMAIN_EVENT_RESUMED,
+                constants.VIR_DOMAIN_EVENT_RESUMED_UNPAUSED,
             )
             if rec.outgoing is not None:
                 rec.outgoing.on_guest_resumed()
@@ -731,12 +740,13 @@ class virDomain:  # noqa: N801 - libvirt's name
                 job.on_dest_destroyed(world.now)
                 if rec.uuid not in self._conn.host.domains:  # the job cleaned it up
                     return 0
-            rec.state, rec.reason, rec.id = C.VIR_DOMAIN_SHUTOFF, C.VIR_DOMAIN_SHUTOFF_DESTROYED, -1
+            rec.state, rec.reason, rec.id = (constants.VIR_DOMAIN_SHUTOFF,
+                                             constants.VIR_DOMAIN_SHUTOFF_DESTROYED, -1)
             world.lifecycle(
                 self._conn.host,
                 rec,
-                C.VIR_DOMAIN_EVENT_STOPPED,
-                C.VIR_DOMAIN_EVENT_STOPPED_DESTROYED,
+                constants.VIR_DOMAIN_EVENT_STOPPED,
+                constants.VIR_DOMAIN_EVENT_STOPPED_DESTROYED,
             )
             if not rec.persistent:
                 self._conn.host.domains.pop(rec.uuid, None)
@@ -751,7 +761,8 @@ class virDomain:  # noqa: N801 - libvirt's name
             rec = self._rec()
             if not rec.persistent:
                 raise E.spec(
-                    C.VIR_ERR_OPERATION_INVALID, C.VIR_FROM_QEMU, "cannot undefine transient domain"
+                    constants.VIR_ERR_OPERATION_INVALID, constants.VIR_FROM_QEMU,
+                    "cannot undefine transient domain"
                 ).exc()
             rec.persistent = False
             if not rec.active:
@@ -759,7 +770,7 @@ class virDomain:  # noqa: N801 - libvirt's name
             world.lifecycle(
                 self._conn.host,
                 rec,
-                C.VIR_DOMAIN_EVENT_UNDEFINED,
+                constants.VIR_DOMAIN_EVENT_UNDEFINED,
                 VIR_DOMAIN_EVENT_UNDEFINED_REMOVED,
             )
             return 0
@@ -777,11 +788,11 @@ class virDomain:  # noqa: N801 - libvirt's name
         """
         with self._call("jobStats") as world:
             rec = self._rec()
-            if flags & C.VIR_DOMAIN_JOB_STATS_COMPLETED:
+            if flags & constants.VIR_DOMAIN_JOB_STATS_COMPLETED:
                 stats = rec.completed
                 if stats is None:
-                    return {"type": C.VIR_DOMAIN_JOB_NONE}
-                if not flags & C.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED:
+                    return {"type": constants.VIR_DOMAIN_JOB_NONE}
+                if not flags & constants.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED:
                     rec.completed = None
                 return dict(stats)
             if rec.incoming is not None:
@@ -789,7 +800,7 @@ class virDomain:  # noqa: N801 - libvirt's name
             if not rec.active:
                 raise E.domain_not_running().exc()
             if rec.outgoing is None:
-                return {"type": C.VIR_DOMAIN_JOB_NONE}
+                return {"type": constants.VIR_DOMAIN_JOB_NONE}
             return rec.outgoing.stats(world.now)
 
     def jobInfo(self) -> list[int]:  # noqa: N802
@@ -823,7 +834,7 @@ class virDomain:  # noqa: N801 - libvirt's name
     def migrateSetMaxDowntime(self, downtime: int, flags: int = 0) -> int:  # noqa: N802
         with self._call("migrateSetMaxDowntime"):
             rec = self._active()
-            if downtime > C.QEMU_MAX_DOWNTIME_MS or downtime < 0:
+            if downtime > constants.QEMU_MAX_DOWNTIME_MS or downtime < 0:
                 raise E.downtime_out_of_range().exc()
             rec.max_downtime_ms = int(downtime)
             if rec.outgoing is not None:
@@ -841,11 +852,11 @@ class virDomain:  # noqa: N801 - libvirt's name
             if bandwidth > UNLIMITED_MIBPS or bandwidth < 0:
                 # unverified wording
                 raise E.spec(
-                    C.VIR_ERR_INVALID_ARG,
-                    C.VIR_FROM_QEMU,
+                    constants.VIR_ERR_INVALID_ARG,
+                    constants.VIR_FROM_QEMU,
                     f"bandwidth must be less than {UNLIMITED_MIBPS + 1}",
                 ).exc()
-            postcopy = bool(flags & C.VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY)
+            postcopy = bool(flags & constants.VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY)
             if postcopy:
                 rec.postcopy_speed_mibps = int(bandwidth)
             else:
@@ -858,7 +869,7 @@ class virDomain:  # noqa: N801 - libvirt's name
         with self._call("migrateGetMaxSpeed"):
             rec = self._rec()
             job = rec.outgoing
-            if flags & C.VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY:
+            if flags & constants.VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY:
                 return job.postcopy_mibps if job is not None else rec.postcopy_speed_mibps
             return job.bandwidth_mibps if job is not None else rec.max_speed_mibps
 
@@ -879,7 +890,8 @@ class virDomain:  # noqa: N801 - libvirt's name
         """With VIR_DOMAIN_ABORT_JOB_POSTCOPY a post-copy migration is paused (resumable)."""
         with self._call("abortJobFlags") as world:
             if self._conn.host.libvirt_version < (8, 5, 0):
-                raise E.spec(C.VIR_ERR_NO_SUPPORT, C.VIR_FROM_NONE, "virDomainAbortJobFlags").exc()
+                raise E.spec(constants.VIR_ERR_NO_SUPPORT, constants.VIR_FROM_NONE,
+                             "virDomainAbortJobFlags").exc()
             self._abort(world, flags)
             return 0
 
@@ -888,7 +900,7 @@ class virDomain:  # noqa: N801 - libvirt's name
         if rec.incoming is not None:
             raise E.abort_incoming().exc()
         job = rec.outgoing
-        if flags & C.VIR_DOMAIN_ABORT_JOB_POSTCOPY:
+        if flags & constants.VIR_DOMAIN_ABORT_JOB_POSTCOPY:
             if job is None:
                 raise E.no_job().exc()
             job.request_postcopy_pause(world.now)
@@ -931,7 +943,7 @@ class virDomain:  # noqa: N801 - libvirt's name
         )
         if spec is not None:
             raise spec.exc()
-        if flags & C.VIR_MIGRATE_POSTCOPY_RESUME:
+        if flags & constants.VIR_MIGRATE_POSTCOPY_RESUME:
             job = rec.outgoing
             spec = rules.check_resume(
                 flags,
@@ -956,7 +968,7 @@ class virDomain:  # noqa: N801 - libvirt's name
         facts = rules.DomainFacts(
             name=rec.name,
             active=rec.active,
-            paused=rec.state == C.VIR_DOMAIN_PAUSED,
+            paused=rec.state == constants.VIR_DOMAIN_PAUSED,
             disks=tuple((d.target, d.shared) for d in rec.guest.disks),
         )
         spec = (
@@ -970,13 +982,13 @@ class virDomain:  # noqa: N801 - libvirt's name
             raise E.state_lock_timeout().exc()
         if dest is host:
             raise E.spec(
-                C.VIR_ERR_INTERNAL_ERROR,
-                C.VIR_FROM_QEMU,
+                constants.VIR_ERR_INTERNAL_ERROR,
+                constants.VIR_FROM_QEMU,
                 f"Attempt to migrate guest to the same host {host.uuid}",
             ).exc()
-        dest_name = params.get(C.VIR_MIGRATE_PARAM_DEST_NAME) or rec.name
+        dest_name = params.get(constants.VIR_MIGRATE_PARAM_DEST_NAME) or rec.name
         _check_destination(dest, rec, dest_name)
-        if flags & C.VIR_MIGRATE_OFFLINE:
+        if flags & constants.VIR_MIGRATE_OFFLINE:
             _offline_migrate(world, host, rec, dest, dest_name, flags)
             return None
         waiter = Waiter(self._conn)
@@ -993,16 +1005,16 @@ def _check_destination(dest: Host, rec: DomainRecord, dest_name: str) -> None:
     if same is not None and same.active:
         # unverified wording
         raise E.spec(
-            C.VIR_ERR_OPERATION_INVALID,
-            C.VIR_FROM_DOMAIN,
+            constants.VIR_ERR_OPERATION_INVALID,
+            constants.VIR_FROM_DOMAIN,
             f"domain '{same.name}' is already active",
         ).exc()
     other = dest.by_name(dest_name)
     if other is not None and other.uuid != rec.uuid:
         # unverified wording
         raise E.spec(
-            C.VIR_ERR_OPERATION_FAILED,
-            C.VIR_FROM_DOMAIN,
+            constants.VIR_ERR_OPERATION_FAILED,
+            constants.VIR_FROM_DOMAIN,
             f"domain '{dest_name}' already exists with uuid {other.uuid}",
         ).exc()
 
@@ -1017,15 +1029,17 @@ def _offline_migrate(
             name=dest_name,
             uuid=rec.uuid,
             guest=rec.guest,
-            state=C.VIR_DOMAIN_SHUTOFF,
-            reason=C.VIR_DOMAIN_SHUTOFF_UNKNOWN,
+            state=constants.VIR_DOMAIN_SHUTOFF,
+            reason=constants.VIR_DOMAIN_SHUTOFF_UNKNOWN,
             persistent=True,
         )
         dest.domains[rec.uuid] = existing
     existing.persistent = True
-    world.lifecycle(dest, existing, C.VIR_DOMAIN_EVENT_DEFINED, VIR_DOMAIN_EVENT_DEFINED_ADDED)
-    if flags & C.VIR_MIGRATE_UNDEFINE_SOURCE and rec.persistent:
+    world.lifecycle(dest, existing, constants.VIR_DOMAIN_EVENT_DEFINED,
+                    VIR_DOMAIN_EVENT_DEFINED_ADDED)
+    if flags & constants.VIR_MIGRATE_UNDEFINE_SOURCE and rec.persistent:
         rec.persistent = False
         if not rec.active:
             src.domains.pop(rec.uuid, None)
-        world.lifecycle(src, rec, C.VIR_DOMAIN_EVENT_UNDEFINED, VIR_DOMAIN_EVENT_UNDEFINED_REMOVED)
+        world.lifecycle(src, rec, constants.VIR_DOMAIN_EVENT_UNDEFINED,
+                        VIR_DOMAIN_EVENT_UNDEFINED_REMOVED)

@@ -26,7 +26,7 @@ import math
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from migrator import constants as C
+from migrator import constants
 from migrator.testing import errors as E
 from migrator.testing.errors import ErrorSpec
 from migrator.testing.hypervisor import (
@@ -110,16 +110,17 @@ class MigrationJob:
         self.transfer: Transfer | None = None
         self.dst: DomainRecord | None = None
         self._dst_was_defined = False
-        self.dest_name: str = params.get(C.VIR_MIGRATE_PARAM_DEST_NAME) or rec.name
+        self.dest_name: str = params.get(constants.VIR_MIGRATE_PARAM_DEST_NAME) or rec.name
         # P2P keeps a guest that was paused before the migration paused.
-        self.dest_paused = bool(flags & C.VIR_MIGRATE_PAUSED) or rec.state == C.VIR_DOMAIN_PAUSED
+        self.dest_paused = (bool(flags & constants.VIR_MIGRATE_PAUSED)
+                            or rec.state == constants.VIR_DOMAIN_PAUSED)
         self.abort_pending = False
         self.cancel_error: ErrorSpec | None = None
         self.saved_downtime_ms = rec.max_downtime_ms
-        bw = params.get(C.VIR_MIGRATE_PARAM_BANDWIDTH) or rec.max_speed_mibps
+        bw = params.get(constants.VIR_MIGRATE_PARAM_BANDWIDTH) or rec.max_speed_mibps
         self.bandwidth_mibps: int = bw
         self.postcopy_mibps: int = (
-            params.get(C.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY) or rec.postcopy_speed_mibps
+            params.get(constants.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY) or rec.postcopy_speed_mibps
         )
         self.user_paused_at: float | None = None
         self.migration_paused_at: float | None = None
@@ -218,7 +219,7 @@ class MigrationJob:
                 self.world.set_link(self.src_host.name, self.dst_host.name, False)
                 self._postcopy_broken(now)
             else:
-                self._teardown(now, C.VIR_DOMAIN_JOB_FAILED, error)
+                self._teardown(now, constants.VIR_DOMAIN_JOB_FAILED, error)
             return
         if (
             self.pc_fail_at is not None
@@ -238,19 +239,20 @@ class MigrationJob:
         elif self.phase is JobPhase.FINISH:
             self._succeed(now)
         elif self.phase is JobPhase.CANCELLING:
-            self._teardown(now, C.VIR_DOMAIN_JOB_CANCELLED, self.cancel_error or E.job_canceled())
+            self._teardown(now, constants.VIR_DOMAIN_JOB_CANCELLED,
+                           self.cancel_error or E.job_canceled())
 
     # -- phase transitions ------------------------------------------------------------
 
     def _end_prepare(self, now: float) -> None:
         if self.abort_pending:
-            self._teardown(now, C.VIR_DOMAIN_JOB_CANCELLED, E.canceled_before_start())
+            self._teardown(now, constants.VIR_DOMAIN_JOB_CANCELLED, E.canceled_before_start())
             return
-        if self.flags & C.VIR_MIGRATE_TLS and not (
+        if self.flags & constants.VIR_MIGRATE_TLS and not (
             self.src_host.tls_certificates and self.dst_host.tls_certificates
         ):
             # README §7: native TLS without certificates fails at run time
-            self._teardown(now, C.VIR_DOMAIN_JOB_FAILED, E.tls_credentials_missing())
+            self._teardown(now, constants.VIR_DOMAIN_JOB_FAILED, E.tls_credentials_missing())
             return
         w, host = self.world, self.dst_host
         existing = host.domains.get(self.rec.uuid)
@@ -266,24 +268,25 @@ class MigrationJob:
                 name=self.dest_name,
                 uuid=self.rec.uuid,
                 guest=self.rec.guest,
-                state=C.VIR_DOMAIN_PAUSED,
+                state=constants.VIR_DOMAIN_PAUSED,
                 reason=VIR_DOMAIN_PAUSED_MIGRATION,
                 persistent=False,
             )
             host.domains[dst.uuid] = dst
-        dst.state, dst.reason = C.VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_MIGRATION
+        dst.state, dst.reason = constants.VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_MIGRATION
         dst.id = host.next_id()
         dst.incoming = self
         dst.completed = None
         self.dst = dst
-        w.lifecycle(host, dst, C.VIR_DOMAIN_EVENT_STARTED, C.VIR_DOMAIN_EVENT_STARTED_MIGRATED)
+        w.lifecycle(host, dst, constants.VIR_DOMAIN_EVENT_STARTED,
+                    constants.VIR_DOMAIN_EVENT_STARTED_MIGRATED)
         self.phase = JobPhase.SETUP
         self.phase_end = now + w.timings.setup
 
     def _end_setup(self, now: float) -> None:
         w, rec = self.world, self.rec
-        uri = self.params.get(C.VIR_MIGRATE_PARAM_URI)
-        if uri and not self.flags & C.VIR_MIGRATE_TUNNELLED:
+        uri = self.params.get(constants.VIR_MIGRATE_PARAM_URI)
+        if uri and not self.flags & constants.VIR_MIGRATE_TUNNELLED:
             if uri.startswith("tcp:") and not uri.startswith("tcp://"):
                 uri = "tcp://" + uri[4:]  # libvirt also takes QEMU's "tcp:host:port"
             parts = urlsplit(uri)
@@ -292,13 +295,13 @@ class MigrationJob:
                 # QEMU cannot reach the data address (unverified wording)
                 port = parts.port or 49152
                 reason = f"Failed to connect to '{parts.hostname}:{port}': Connection refused"
-                self._teardown(now, C.VIR_DOMAIN_JOB_FAILED, E.job_failed(reason))
+                self._teardown(now, constants.VIR_DOMAIN_JOB_FAILED, E.job_failed(reason))
                 return
         ac = None
-        if self.flags & C.VIR_MIGRATE_AUTO_CONVERGE:
+        if self.flags & constants.VIR_MIGRATE_AUTO_CONVERGE:
             ac = AutoConverge(
-                initial=self.params.get(C.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL, 20),
-                increment=self.params.get(C.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT, 10),
+                initial=self.params.get(constants.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL, 20),
+                increment=self.params.get(constants.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT, 10),
             )
         g = rec.guest
         self.transfer = Transfer(
@@ -317,22 +320,22 @@ class MigrationJob:
         )
         if self.postcopy_requested:
             self.transfer.request_postcopy()
-        if rec.state == C.VIR_DOMAIN_PAUSED:
+        if rec.state == constants.VIR_DOMAIN_PAUSED:
             self.transfer.set_guest_running(False)
-        elif not self.flags & C.VIR_MIGRATE_LIVE:
+        elif not self.flags & constants.VIR_MIGRATE_LIVE:
             self._pause_source(now)
             self.migration_paused_at = now
         self.phase = JobPhase.TRANSFER
 
     def _pause_source(self, now: float) -> None:
         rec = self.rec
-        if rec.state == C.VIR_DOMAIN_RUNNING:
-            rec.state, rec.reason = C.VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_MIGRATION
+        if rec.state == constants.VIR_DOMAIN_RUNNING:
+            rec.state, rec.reason = constants.VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_MIGRATION
             self.world.lifecycle(
                 self.src_host,
                 rec,
-                C.VIR_DOMAIN_EVENT_SUSPENDED,
-                C.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED,
+                constants.VIR_DOMAIN_EVENT_SUSPENDED,
+                constants.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED,
             )
         if self.transfer is not None:
             self.transfer.set_guest_running(False)
@@ -340,7 +343,8 @@ class MigrationJob:
     def _on_happening(self, h: Happening) -> None:
         w = self.world
         if isinstance(h, Iteration):
-            w.emit(self.src_host, self.rec, C.VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION, h.number)
+            w.emit(self.src_host, self.rec, constants.VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION,
+                   h.number)
         elif isinstance(h, Switchover):
             self.switch_time = h.time
             if h.postcopy:
@@ -356,25 +360,30 @@ class MigrationJob:
         self.phase = JobPhase.POSTCOPY
         self.postcopy_switched = True
         self._pause_source(now)
-        rec.state, rec.reason = C.VIR_DOMAIN_PAUSED, C.VIR_DOMAIN_PAUSED_POSTCOPY
+        rec.state, rec.reason = constants.VIR_DOMAIN_PAUSED, constants.VIR_DOMAIN_PAUSED_POSTCOPY
         w.lifecycle(
-            self.src_host, rec, C.VIR_DOMAIN_EVENT_SUSPENDED, C.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY
+            self.src_host, rec, constants.VIR_DOMAIN_EVENT_SUSPENDED,
+            constants.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY
         )
         if dst is not None:
             self._define_dest()
-            dst.state, dst.reason = C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_POSTCOPY
+            dst.state, dst.reason = (constants.VIR_DOMAIN_RUNNING,
+                                     constants.VIR_DOMAIN_RUNNING_POSTCOPY)
             w.lifecycle(
-                self.dst_host, dst, C.VIR_DOMAIN_EVENT_RESUMED, C.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY
+                self.dst_host, dst, constants.VIR_DOMAIN_EVENT_RESUMED,
+                constants.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY
             )
         if self.pc_fault is not None:
             self.pc_fail_at = now + self.pc_fault.after
 
     def _define_dest(self) -> None:
         dst = self.dst
-        if dst is not None and self.flags & C.VIR_MIGRATE_PERSIST_DEST and not dst.persistent:
+        if (dst is not None and self.flags & constants.VIR_MIGRATE_PERSIST_DEST
+                and not dst.persistent):
             dst.persistent = True
             self.world.lifecycle(
-                self.dst_host, dst, C.VIR_DOMAIN_EVENT_DEFINED, VIR_DOMAIN_EVENT_DEFINED_ADDED
+                self.dst_host, dst, constants.VIR_DOMAIN_EVENT_DEFINED,
+                VIR_DOMAIN_EVENT_DEFINED_ADDED
             )
 
     def _transfer_done(self, h: Completed) -> None:
@@ -382,12 +391,13 @@ class MigrationJob:
         if self.phase is JobPhase.POSTCOPY:
             self.downtime = h.downtime
             if dst is not None:
-                dst.state, dst.reason = C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_MIGRATED
+                dst.state, dst.reason = (constants.VIR_DOMAIN_RUNNING,
+                                         constants.VIR_DOMAIN_RUNNING_MIGRATED)
                 w.lifecycle(
                     self.dst_host,
                     dst,
-                    C.VIR_DOMAIN_EVENT_RESUMED,
-                    C.VIR_DOMAIN_EVENT_RESUMED_MIGRATED,
+                    constants.VIR_DOMAIN_EVENT_RESUMED,
+                    constants.VIR_DOMAIN_EVENT_RESUMED_MIGRATED,
                 )
         else:
             paused_since = self.migration_paused_at
@@ -397,20 +407,22 @@ class MigrationJob:
             if dst is not None:
                 self._define_dest()
                 if self.dest_paused:
-                    dst.state, dst.reason = C.VIR_DOMAIN_PAUSED, C.VIR_DOMAIN_PAUSED_USER
+                    dst.state, dst.reason = (constants.VIR_DOMAIN_PAUSED,
+                                             constants.VIR_DOMAIN_PAUSED_USER)
                     w.lifecycle(
                         self.dst_host,
                         dst,
-                        C.VIR_DOMAIN_EVENT_SUSPENDED,
-                        C.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED,
+                        constants.VIR_DOMAIN_EVENT_SUSPENDED,
+                        constants.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED,
                     )
                 else:
-                    dst.state, dst.reason = C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_MIGRATED
+                    dst.state, dst.reason = (constants.VIR_DOMAIN_RUNNING,
+                                             constants.VIR_DOMAIN_RUNNING_MIGRATED)
                     w.lifecycle(
                         self.dst_host,
                         dst,
-                        C.VIR_DOMAIN_EVENT_RESUMED,
-                        C.VIR_DOMAIN_EVENT_RESUMED_MIGRATED,
+                        constants.VIR_DOMAIN_EVENT_RESUMED,
+                        constants.VIR_DOMAIN_EVENT_RESUMED_MIGRATED,
                     )
         self.phase = JobPhase.FINISH
         self.phase_end = h.time + w.timings.finish
@@ -418,21 +430,23 @@ class MigrationJob:
     def _succeed(self, now: float) -> None:
         w, rec, dst = self.world, self.rec, self.dst
         self.end_time = now
-        out_stats = self.completed_stats(C.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT)
+        out_stats = self.completed_stats(constants.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT)
         rec.outgoing = None
-        rec.state, rec.reason, rec.id = C.VIR_DOMAIN_SHUTOFF, C.VIR_DOMAIN_SHUTOFF_MIGRATED, -1
+        rec.state, rec.reason, rec.id = (constants.VIR_DOMAIN_SHUTOFF,
+                                         constants.VIR_DOMAIN_SHUTOFF_MIGRATED, -1)
         rec.completed = out_stats
         w.lifecycle(
-            self.src_host, rec, C.VIR_DOMAIN_EVENT_STOPPED, C.VIR_DOMAIN_EVENT_STOPPED_MIGRATED
+            self.src_host, rec, constants.VIR_DOMAIN_EVENT_STOPPED,
+            constants.VIR_DOMAIN_EVENT_STOPPED_MIGRATED
         )
-        w.emit(self.src_host, rec, C.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED, dict(out_stats))
-        if self.flags & C.VIR_MIGRATE_UNDEFINE_SOURCE or not rec.persistent:
+        w.emit(self.src_host, rec, constants.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED, dict(out_stats))
+        if self.flags & constants.VIR_MIGRATE_UNDEFINE_SOURCE or not rec.persistent:
             self.src_host.domains.pop(rec.uuid, None)
             if rec.persistent:
                 w.lifecycle(
                     self.src_host,
                     rec,
-                    C.VIR_DOMAIN_EVENT_UNDEFINED,
+                    constants.VIR_DOMAIN_EVENT_UNDEFINED,
                     VIR_DOMAIN_EVENT_UNDEFINED_REMOVED,
                 )
         if dst is not None:
@@ -441,7 +455,7 @@ class MigrationJob:
             dst.completed = (
                 None
                 if self.postcopy_switched
-                else self.completed_stats(C.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN)
+                else self.completed_stats(constants.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN)
             )
         self._close(None)
 
@@ -453,27 +467,30 @@ class MigrationJob:
             dst.incoming = None
             dst.id = -1
             if self._dst_was_defined:
-                dst.state, dst.reason = C.VIR_DOMAIN_SHUTOFF, C.VIR_DOMAIN_SHUTOFF_UNKNOWN
+                dst.state, dst.reason = (constants.VIR_DOMAIN_SHUTOFF,
+                                         constants.VIR_DOMAIN_SHUTOFF_UNKNOWN)
             else:
                 self.dst_host.domains.pop(dst.uuid, None)
             w.lifecycle(
-                self.dst_host, dst, C.VIR_DOMAIN_EVENT_STOPPED, C.VIR_DOMAIN_EVENT_STOPPED_FAILED
+                self.dst_host, dst, constants.VIR_DOMAIN_EVENT_STOPPED,
+                constants.VIR_DOMAIN_EVENT_STOPPED_FAILED
             )
         if rec.outgoing is self:
             rec.outgoing = None
-            if rec.state == C.VIR_DOMAIN_PAUSED and rec.reason == VIR_DOMAIN_PAUSED_MIGRATION:
-                rec.state = C.VIR_DOMAIN_RUNNING
-                rec.reason = C.VIR_DOMAIN_RUNNING_MIGRATION_CANCELED
+            if (rec.state == constants.VIR_DOMAIN_PAUSED
+                    and rec.reason == VIR_DOMAIN_PAUSED_MIGRATION):
+                rec.state = constants.VIR_DOMAIN_RUNNING
+                rec.reason = constants.VIR_DOMAIN_RUNNING_MIGRATION_CANCELED
                 w.lifecycle(
                     self.src_host,
                     rec,
-                    C.VIR_DOMAIN_EVENT_RESUMED,
-                    C.VIR_DOMAIN_EVENT_RESUMED_MIGRATED,
+                    constants.VIR_DOMAIN_EVENT_RESUMED,
+                    constants.VIR_DOMAIN_EVENT_RESUMED_MIGRATED,
                 )
             # libvirt restores the migration parameters it found at the start.
             rec.max_downtime_ms = self.saved_downtime_ms
-            stats = self.completed_stats(C.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT, job_type)
-            if job_type == C.VIR_DOMAIN_JOB_FAILED:
+            stats = self.completed_stats(constants.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT, job_type)
+            if job_type == constants.VIR_DOMAIN_JOB_FAILED:
                 stats["errmsg"] = error.message
             rec.completed = stats
         self._close(error)
@@ -490,19 +507,21 @@ class MigrationJob:
         self.phase = JobPhase.POSTCOPY_PAUSED
         if self.transfer is not None:
             self.transfer.pause_postcopy()
-        rec.state, rec.reason = C.VIR_DOMAIN_PAUSED, C.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED
+        rec.state, rec.reason = (constants.VIR_DOMAIN_PAUSED,
+                                 constants.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED)
         w.lifecycle(
             self.src_host,
             rec,
-            C.VIR_DOMAIN_EVENT_SUSPENDED,
-            C.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED,
+            constants.VIR_DOMAIN_EVENT_SUSPENDED,
+            constants.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED,
         )
         if dst is not None:
-            dst.state, dst.reason = C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED
+            dst.state, dst.reason = (constants.VIR_DOMAIN_RUNNING,
+                                     constants.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED)
             w.lifecycle(
                 self.dst_host,
                 dst,
-                C.VIR_DOMAIN_EVENT_RESUMED,
+                constants.VIR_DOMAIN_EVENT_RESUMED,
                 VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED,
             )
         waiters, self.waiters = self.waiters, []
@@ -539,7 +558,7 @@ class MigrationJob:
             raise E.postcopy_already_started().exc()
         if self.phase not in (JobPhase.SETUP, JobPhase.TRANSFER):
             raise E.postcopy_no_job().exc()
-        if not self.flags & C.VIR_MIGRATE_POSTCOPY:
+        if not self.flags & constants.VIR_MIGRATE_POSTCOPY:
             raise E.postcopy_not_enabled().exc()
         self.postcopy_requested = True  # in setup: switch as soon as pages flow
         if self.transfer is not None:
@@ -557,14 +576,17 @@ class MigrationJob:
         self.phase = JobPhase.POSTCOPY
         if self.transfer is not None:
             self.transfer.resume_postcopy()
-        rec.state, rec.reason = C.VIR_DOMAIN_PAUSED, C.VIR_DOMAIN_PAUSED_POSTCOPY
+        rec.state, rec.reason = constants.VIR_DOMAIN_PAUSED, constants.VIR_DOMAIN_PAUSED_POSTCOPY
         w.lifecycle(
-            self.src_host, rec, C.VIR_DOMAIN_EVENT_SUSPENDED, C.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY
+            self.src_host, rec, constants.VIR_DOMAIN_EVENT_SUSPENDED,
+            constants.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY
         )
         if dst is not None:
-            dst.state, dst.reason = C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_POSTCOPY
+            dst.state, dst.reason = (constants.VIR_DOMAIN_RUNNING,
+                                     constants.VIR_DOMAIN_RUNNING_POSTCOPY)
             w.lifecycle(
-                self.dst_host, dst, C.VIR_DOMAIN_EVENT_RESUMED, C.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY
+                self.dst_host, dst, constants.VIR_DOMAIN_EVENT_RESUMED,
+                constants.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY
             )
         self.waiters.append(waiter)
 
@@ -600,7 +622,7 @@ class MigrationJob:
             if self.phase is JobPhase.POSTCOPY:
                 self._postcopy_broken(now)
             return
-        self._teardown(now, C.VIR_DOMAIN_JOB_FAILED, E.domain_not_running())
+        self._teardown(now, constants.VIR_DOMAIN_JOB_FAILED, E.domain_not_running())
 
     def on_dest_destroyed(self, now: float) -> None:
         """The destination domain was destroyed; in post-copy the guest is lost."""
@@ -611,7 +633,7 @@ class MigrationJob:
             if self.dst is not None:
                 self.dst.incoming = None
         elif self.phase in _FAILABLE:
-            self._teardown(now, C.VIR_DOMAIN_JOB_FAILED, E.socket_closed())
+            self._teardown(now, constants.VIR_DOMAIN_JOB_FAILED, E.socket_closed())
 
     # -- statistics ----------------------------------------------------------------------
 
@@ -619,16 +641,16 @@ class MigrationJob:
         """jobStats() on the source while the job runs."""
         p = self.phase
         if p is JobPhase.PREPARE:
-            return {"type": C.VIR_DOMAIN_JOB_NONE}
+            return {"type": constants.VIR_DOMAIN_JOB_NONE}
         if p in (JobPhase.SWITCHOVER, JobPhase.FINISH, JobPhase.DONE):
             raise E.domain_not_running().exc()
         out: dict[str, Any] = {
-            "type": C.VIR_DOMAIN_JOB_UNBOUNDED,
-            "operation": C.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT,
+            "type": constants.VIR_DOMAIN_JOB_UNBOUNDED,
+            "operation": constants.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT,
             "time_elapsed": _ms(now - self.t0),
         }
         if p is JobPhase.CANCELLING:
-            out["type"] = C.VIR_DOMAIN_JOB_CANCELLED
+            out["type"] = constants.VIR_DOMAIN_JOB_CANCELLED
             snap = self.frozen
         else:
             snap = self.transfer.snapshot() if self.transfer is not None else None
@@ -660,12 +682,12 @@ class MigrationJob:
             "disk_processed": snap.disk_processed,
             "disk_remaining": snap.disk_remaining,
         }
-        if self.flags & C.VIR_MIGRATE_AUTO_CONVERGE and snap.throttle > 0:
+        if self.flags & constants.VIR_MIGRATE_AUTO_CONVERGE and snap.throttle > 0:
             out["auto_converge_throttle"] = snap.throttle
         return out
 
     def completed_stats(
-        self, operation: int, job_type: int = C.VIR_DOMAIN_JOB_COMPLETED
+        self, operation: int, job_type: int = constants.VIR_DOMAIN_JOB_COMPLETED
     ) -> dict[str, Any]:
         """What jobStats(VIR_DOMAIN_JOB_STATS_COMPLETED) returns after the job."""
         end = self.end_time if self.end_time is not None else self.world.now
@@ -682,7 +704,7 @@ class MigrationJob:
         out.update(self._counters(snap))
         if not out["memory_bps"] and self.transfer is not None:
             out["memory_bps"] = int(self.transfer.bandwidth)  # the last rate QEMU measured
-        if job_type == C.VIR_DOMAIN_JOB_COMPLETED:
+        if job_type == constants.VIR_DOMAIN_JOB_COMPLETED:
             out["downtime"] = _ms(self.downtime or 0.0)
             out["downtime_net"] = out["downtime"]
         return out

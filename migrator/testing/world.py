@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from migrator import constants as C
+from migrator import constants
 from migrator.testing import errors as E
 from migrator.testing.clock import VirtualClock, cooperate
 from migrator.testing.errors import ErrorSpec
@@ -91,7 +91,7 @@ class DomainRecord:
     reason: int
     persistent: bool
     id: int = -1
-    max_downtime_ms: int = C.QEMU_DEFAULT_DOWNTIME_MS
+    max_downtime_ms: int = constants.QEMU_DEFAULT_DOWNTIME_MS
     max_speed_mibps: int = UNLIMITED_MIBPS
     postcopy_speed_mibps: int = 0
     outgoing: MigrationJob | None = None
@@ -101,7 +101,7 @@ class DomainRecord:
 
     @property
     def active(self) -> bool:
-        return self.state not in (C.VIR_DOMAIN_SHUTOFF, C.VIR_DOMAIN_NOSTATE)
+        return self.state not in (constants.VIR_DOMAIN_SHUTOFF, constants.VIR_DOMAIN_NOSTATE)
 
     def xml(self) -> str:
         kib = self.guest.memory // KiB
@@ -334,9 +334,9 @@ class World:
             disks=disk_list,
         )
         states = {
-            "running": (C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_BOOTED),
-            "paused": (C.VIR_DOMAIN_PAUSED, C.VIR_DOMAIN_PAUSED_USER),
-            "shutoff": (C.VIR_DOMAIN_SHUTOFF, C.VIR_DOMAIN_SHUTOFF_UNKNOWN),
+            "running": (constants.VIR_DOMAIN_RUNNING, constants.VIR_DOMAIN_RUNNING_BOOTED),
+            "paused": (constants.VIR_DOMAIN_PAUSED, constants.VIR_DOMAIN_PAUSED_USER),
+            "shutoff": (constants.VIR_DOMAIN_SHUTOFF, constants.VIR_DOMAIN_SHUTOFF_UNKNOWN),
         }
         if state not in states:
             raise ValueError(f"state must be one of {sorted(states)}")
@@ -451,7 +451,7 @@ class World:
         self._events.append(Event(host.name, rec.uuid, rec.name, event_id, payload))
 
     def lifecycle(self, host: Host, rec: DomainRecord, event: int, detail: int) -> None:
-        self.emit(host, rec, C.VIR_DOMAIN_EVENT_ID_LIFECYCLE, event, detail)
+        self.emit(host, rec, constants.VIR_DOMAIN_EVENT_ID_LIFECYCLE, event, detail)
 
     def dispatch(self) -> None:
         """Deliver queued events, in order, to the connections that registered for them."""

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from migrator import constants
 from migrator.testing import errors as E
+from migrator.testing import fakeconnect
 from migrator.testing.errors import ErrorSpec, libvirtError
+from migrator.testing.model import SimulationStalled
 
 if TYPE_CHECKING:
     from migrator.testing.world import World
@@ -230,13 +232,11 @@ class Faults:
         The job runs in ``host``'s daemon like any peer-to-peer job, with no
         client of this process waiting for it.
         """
-        from migrator.testing import fakelibvirt
-
         if flags is None:
             flags = (constants.VIR_MIGRATE_LIVE | constants.VIR_MIGRATE_PEER2PEER
                      | constants.VIR_MIGRATE_PERSIST_DEST
                      | constants.VIR_MIGRATE_UNDEFINE_SOURCE)
-        conn = fakelibvirt.virConnect(self._world, self._world.host(host), f"qemu:///{host}")
+        conn = fakeconnect.virConnect(self._world, self._world.host(host), f"qemu:///{host}")
         dom = conn.lookupByName(guest)
         with dom._call("migrateToURI3") as world:
             waiter = dom._start_migration(world, f"qemu+tcp://{dest}/system", params or {},
@@ -313,8 +313,6 @@ class Faults:
                 if now != last_t:
                     last_t, last_real = now, time.monotonic()
                 elif time.monotonic() - last_real > world.stall_timeout:
-                    from migrator.testing.world import SimulationStalled
-
                     raise SimulationStalled(
                         f"fake libvirt: {rule.method} hangs for {rule.hang} virtual seconds "
                         "but nobody advances the clock"

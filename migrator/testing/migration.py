@@ -39,18 +39,20 @@ from migrator.testing.hypervisor import (
     Switchover,
     Transfer,
 )
+from migrator.testing.libvirt_values import (
+    VIR_DOMAIN_EVENT_DEFINED_ADDED,
+    VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED,
+    VIR_DOMAIN_EVENT_UNDEFINED_REMOVED,
+    VIR_DOMAIN_PAUSED_MIGRATION,
+)
+from migrator.testing.model import DomainRecord
 from migrator.testing.rules import migrated_disks
 
 if TYPE_CHECKING:
-    from migrator.testing.world import DomainRecord, Host, Waiter, World
+    from migrator.testing.model import Host, Waiter
+    from migrator.testing.world import World
 
 MiB = 1024**2
-
-# Local names for libvirt values migrator.constants does not carry.
-VIR_DOMAIN_EVENT_DEFINED_ADDED = 0
-VIR_DOMAIN_EVENT_UNDEFINED_REMOVED = 0
-VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED = 4
-VIR_DOMAIN_PAUSED_MIGRATION = 2
 
 
 class JobPhase(enum.Enum):
@@ -262,8 +264,6 @@ class MigrationJob:
             dst.name = self.dest_name
             dst.guest = self.rec.guest
         else:
-            from migrator.testing.world import DomainRecord
-
             dst = DomainRecord(
                 name=self.dest_name,
                 uuid=self.rec.uuid,

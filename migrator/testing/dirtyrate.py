@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from migrator import constants
 from migrator.testing import errors as E
-from migrator.testing.hypervisor import rate_at
+from migrator.testing.physics import rate_at
 
 if TYPE_CHECKING:
     from migrator.testing.world import DomainRecord, Host

@@ -16,8 +16,8 @@ from migrator.testing.libvirt_values import (
     VIR_DOMAIN_EVENT_DEFINED_ADDED,
     VIR_DOMAIN_EVENT_UNDEFINED_REMOVED,
 )
-from migrator.testing.migration import JobPhase, MigrationJob
-from migrator.testing.model import DomainRecord, Host, Waiter
+from migrator.testing.migration import MigrationJob
+from migrator.testing.model import DomainRecord, Host, JobPhase, Waiter
 
 if TYPE_CHECKING:
     from migrator.testing.fakeconnect import virConnect

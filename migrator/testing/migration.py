@@ -21,31 +21,31 @@ destination RUNNING, both with reason POSTCOPY_FAILED (libvirt >= 8.5).
 
 from __future__ import annotations
 
-import enum
 import math
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from migrator import constants
 from migrator.testing import errors as E
+from migrator.testing import jobcounters
 from migrator.testing.errors import ErrorSpec
 from migrator.testing.hypervisor import (
     AutoConverge,
     Completed,
     Happening,
     Iteration,
-    Phase,
     Snapshot,
     Switchover,
     Transfer,
 )
+from migrator.testing.jobrequests import FAILABLE, JobRequests
 from migrator.testing.libvirt_values import (
     VIR_DOMAIN_EVENT_DEFINED_ADDED,
     VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED,
     VIR_DOMAIN_EVENT_UNDEFINED_REMOVED,
     VIR_DOMAIN_PAUSED_MIGRATION,
 )
-from migrator.testing.model import DomainRecord
+from migrator.testing.model import DomainRecord, JobPhase
 from migrator.testing.rules import migrated_disks
 
 if TYPE_CHECKING:
@@ -55,38 +55,15 @@ if TYPE_CHECKING:
 MiB = 1024**2
 
 
-class JobPhase(enum.Enum):
-    PREPARE = "prepare"
-    SETUP = "setup"
-    TRANSFER = "transfer"
-    SWITCHOVER = "switchover"
-    POSTCOPY = "postcopy"
-    POSTCOPY_PAUSED = "postcopy-paused"
-    FINISH = "finish"
-    CANCELLING = "cancelling"
-    DONE = "done"
-
-
 _TRANSFER_PHASES = (
     JobPhase.TRANSFER,
     JobPhase.SWITCHOVER,
     JobPhase.POSTCOPY,
     JobPhase.POSTCOPY_PAUSED,
 )
-_FAILABLE = (
-    JobPhase.PREPARE,
-    JobPhase.SETUP,
-    JobPhase.TRANSFER,
-    JobPhase.SWITCHOVER,
-    JobPhase.POSTCOPY,
-)
 
 
-def _ms(seconds: float) -> int:
-    return int(round(seconds * 1000))
-
-
-class MigrationJob:
+class MigrationJob(JobRequests):
     """An outgoing migration from ``src`` to ``dst``; owned and stepped by the world."""
 
     def __init__(
@@ -171,7 +148,7 @@ class MigrationJob:
         out = math.inf
         if p in (JobPhase.PREPARE, JobPhase.SETUP, JobPhase.FINISH, JobPhase.CANCELLING):
             out = self.phase_end
-        if self.fail_at is not None and p in _FAILABLE:
+        if self.fail_at is not None and p in FAILABLE:
             out = min(out, self.fail_at)
         if self.pc_fail_at is not None and p is JobPhase.POSTCOPY:
             out = min(out, self.pc_fail_at)
@@ -214,7 +191,7 @@ class MigrationJob:
             self.restore_at = None
             self.world.set_link(self.src_host.name, self.dst_host.name, True)
             return
-        if self.fail_at is not None and self.fail_at <= now and self.phase in _FAILABLE:
+        if self.fail_at is not None and self.fail_at <= now and self.phase in FAILABLE:
             self.fail_at = None
             error = self.fail_error or E.socket_closed()
             if self.phase is JobPhase.POSTCOPY:
@@ -330,13 +307,10 @@ class MigrationJob:
     def _pause_source(self, now: float) -> None:
         rec = self.rec
         if rec.state == constants.VIR_DOMAIN_RUNNING:
-            rec.state, rec.reason = constants.VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_MIGRATION
-            self.world.lifecycle(
-                self.src_host,
-                rec,
-                constants.VIR_DOMAIN_EVENT_SUSPENDED,
-                constants.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED,
-            )
+            self.world.transition(self.src_host, rec, constants.VIR_DOMAIN_PAUSED,
+                                  VIR_DOMAIN_PAUSED_MIGRATION,
+                                  constants.VIR_DOMAIN_EVENT_SUSPENDED,
+                                  constants.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED)
         if self.transfer is not None:
             self.transfer.set_guest_running(False)
 
@@ -356,25 +330,29 @@ class MigrationJob:
             self._transfer_done(h)
 
     def _start_postcopy(self, now: float) -> None:
-        w, rec, dst = self.world, self.rec, self.dst
         self.phase = JobPhase.POSTCOPY
         self.postcopy_switched = True
         self._pause_source(now)
-        rec.state, rec.reason = constants.VIR_DOMAIN_PAUSED, constants.VIR_DOMAIN_PAUSED_POSTCOPY
-        w.lifecycle(
-            self.src_host, rec, constants.VIR_DOMAIN_EVENT_SUSPENDED,
-            constants.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY
-        )
-        if dst is not None:
-            self._define_dest()
-            dst.state, dst.reason = (constants.VIR_DOMAIN_RUNNING,
-                                     constants.VIR_DOMAIN_RUNNING_POSTCOPY)
-            w.lifecycle(
-                self.dst_host, dst, constants.VIR_DOMAIN_EVENT_RESUMED,
-                constants.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY
-            )
+        self._show_post_copy(define_dest=True)
         if self.pc_fault is not None:
             self.pc_fail_at = now + self.pc_fault.after
+
+    def _show_post_copy(self, define_dest: bool) -> None:
+        """The source pauses for post-copy; the destination runs the guest."""
+        self.world.transition(self.src_host, self.rec, constants.VIR_DOMAIN_PAUSED,
+                              constants.VIR_DOMAIN_PAUSED_POSTCOPY,
+                              constants.VIR_DOMAIN_EVENT_SUSPENDED,
+                              constants.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY)
+        if self.dst is not None:
+            if define_dest:
+                self._define_dest()
+            self._dest_runs(constants.VIR_DOMAIN_RUNNING_POSTCOPY,
+                            constants.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY)
+
+    def _dest_runs(self, reason: int, detail: int) -> None:
+        assert self.dst is not None
+        self.world.transition(self.dst_host, self.dst, constants.VIR_DOMAIN_RUNNING, reason,
+                              constants.VIR_DOMAIN_EVENT_RESUMED, detail)
 
     def _define_dest(self) -> None:
         dst = self.dst
@@ -391,14 +369,8 @@ class MigrationJob:
         if self.phase is JobPhase.POSTCOPY:
             self.downtime = h.downtime
             if dst is not None:
-                dst.state, dst.reason = (constants.VIR_DOMAIN_RUNNING,
-                                         constants.VIR_DOMAIN_RUNNING_MIGRATED)
-                w.lifecycle(
-                    self.dst_host,
-                    dst,
-                    constants.VIR_DOMAIN_EVENT_RESUMED,
-                    constants.VIR_DOMAIN_EVENT_RESUMED_MIGRATED,
-                )
+                self._dest_runs(constants.VIR_DOMAIN_RUNNING_MIGRATED,
+                                constants.VIR_DOMAIN_EVENT_RESUMED_MIGRATED)
         else:
             paused_since = self.migration_paused_at
             if self.user_paused_at is not None:
@@ -407,23 +379,13 @@ class MigrationJob:
             if dst is not None:
                 self._define_dest()
                 if self.dest_paused:
-                    dst.state, dst.reason = (constants.VIR_DOMAIN_PAUSED,
-                                             constants.VIR_DOMAIN_PAUSED_USER)
-                    w.lifecycle(
-                        self.dst_host,
-                        dst,
-                        constants.VIR_DOMAIN_EVENT_SUSPENDED,
-                        constants.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED,
-                    )
+                    w.transition(self.dst_host, dst, constants.VIR_DOMAIN_PAUSED,
+                                 constants.VIR_DOMAIN_PAUSED_USER,
+                                 constants.VIR_DOMAIN_EVENT_SUSPENDED,
+                                 constants.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED)
                 else:
-                    dst.state, dst.reason = (constants.VIR_DOMAIN_RUNNING,
-                                             constants.VIR_DOMAIN_RUNNING_MIGRATED)
-                    w.lifecycle(
-                        self.dst_host,
-                        dst,
-                        constants.VIR_DOMAIN_EVENT_RESUMED,
-                        constants.VIR_DOMAIN_EVENT_RESUMED_MIGRATED,
-                    )
+                    self._dest_runs(constants.VIR_DOMAIN_RUNNING_MIGRATED,
+                                    constants.VIR_DOMAIN_EVENT_RESUMED_MIGRATED)
         self.phase = JobPhase.FINISH
         self.phase_end = h.time + w.timings.finish
 
@@ -432,13 +394,11 @@ class MigrationJob:
         self.end_time = now
         out_stats = self.completed_stats(constants.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT)
         rec.outgoing = None
-        rec.state, rec.reason, rec.id = (constants.VIR_DOMAIN_SHUTOFF,
-                                         constants.VIR_DOMAIN_SHUTOFF_MIGRATED, -1)
+        rec.id = -1
         rec.completed = out_stats
-        w.lifecycle(
-            self.src_host, rec, constants.VIR_DOMAIN_EVENT_STOPPED,
-            constants.VIR_DOMAIN_EVENT_STOPPED_MIGRATED
-        )
+        w.transition(self.src_host, rec, constants.VIR_DOMAIN_SHUTOFF,
+                     constants.VIR_DOMAIN_SHUTOFF_MIGRATED, constants.VIR_DOMAIN_EVENT_STOPPED,
+                     constants.VIR_DOMAIN_EVENT_STOPPED_MIGRATED)
         w.emit(self.src_host, rec, constants.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED, dict(out_stats))
         if self.flags & constants.VIR_MIGRATE_UNDEFINE_SOURCE or not rec.persistent:
             self.src_host.domains.pop(rec.uuid, None)
@@ -479,14 +439,10 @@ class MigrationJob:
             rec.outgoing = None
             if (rec.state == constants.VIR_DOMAIN_PAUSED
                     and rec.reason == VIR_DOMAIN_PAUSED_MIGRATION):
-                rec.state = constants.VIR_DOMAIN_RUNNING
-                rec.reason = constants.VIR_DOMAIN_RUNNING_MIGRATION_CANCELED
-                w.lifecycle(
-                    self.src_host,
-                    rec,
-                    constants.VIR_DOMAIN_EVENT_RESUMED,
-                    constants.VIR_DOMAIN_EVENT_RESUMED_MIGRATED,
-                )
+                w.transition(self.src_host, rec, constants.VIR_DOMAIN_RUNNING,
+                             constants.VIR_DOMAIN_RUNNING_MIGRATION_CANCELED,
+                             constants.VIR_DOMAIN_EVENT_RESUMED,
+                             constants.VIR_DOMAIN_EVENT_RESUMED_MIGRATED)
             # libvirt restores the migration parameters it found at the start.
             rec.max_downtime_ms = self.saved_downtime_ms
             stats = self.completed_stats(constants.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT, job_type)
@@ -507,223 +463,24 @@ class MigrationJob:
         self.phase = JobPhase.POSTCOPY_PAUSED
         if self.transfer is not None:
             self.transfer.pause_postcopy()
-        rec.state, rec.reason = (constants.VIR_DOMAIN_PAUSED,
-                                 constants.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED)
-        w.lifecycle(
-            self.src_host,
-            rec,
-            constants.VIR_DOMAIN_EVENT_SUSPENDED,
-            constants.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED,
-        )
+        w.transition(self.src_host, rec, constants.VIR_DOMAIN_PAUSED,
+                     constants.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED,
+                     constants.VIR_DOMAIN_EVENT_SUSPENDED,
+                     constants.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED)
         if dst is not None:
-            dst.state, dst.reason = (constants.VIR_DOMAIN_RUNNING,
-                                     constants.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED)
-            w.lifecycle(
-                self.dst_host,
-                dst,
-                constants.VIR_DOMAIN_EVENT_RESUMED,
-                VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED,
-            )
+            self._dest_runs(constants.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED,
+                            VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED)
         waiters, self.waiters = self.waiters, []
         w.post(waiters, E.failed_in_postcopy())
 
-    # -- requests from the API (world lock held, at world.now) ------------------------------
-
-    def request_abort(self, now: float) -> None:
-        """abortJob() on the source."""
-        p = self.phase
-        if p is JobPhase.PREPARE:
-            self.abort_pending = True
-        elif p in (JobPhase.SETUP, JobPhase.TRANSFER, JobPhase.SWITCHOVER):
-            in_disk_copy = self.transfer is not None and self.transfer.phase is Phase.DISK
-            self.cancel_error = E.canceled_before_start() if in_disk_copy else E.job_canceled()
-            self.frozen = self.transfer.snapshot() if self.transfer is not None else None
-            self.phase = JobPhase.CANCELLING
-            self.phase_end = now + self.world.timings.abort
-        elif p in (JobPhase.POSTCOPY, JobPhase.POSTCOPY_PAUSED):
-            raise E.abort_in_postcopy().exc()
-        elif p is JobPhase.FINISH:
-            raise E.domain_not_running().exc()
-        # CANCELLING: already on its way out
-
-    def request_postcopy_pause(self, now: float) -> None:
-        """abortJobFlags(VIR_DOMAIN_ABORT_JOB_POSTCOPY): pause post-copy so it can resume."""
-        if self.phase is not JobPhase.POSTCOPY:
-            raise E.abort_postcopy_not_in_postcopy().exc()
-        self._postcopy_broken(now)
-
-    def start_postcopy(self) -> None:
-        """migrateStartPostCopy() on the source."""
-        if self.phase in (JobPhase.POSTCOPY, JobPhase.POSTCOPY_PAUSED):
-            raise E.postcopy_already_started().exc()
-        if self.phase not in (JobPhase.SETUP, JobPhase.TRANSFER):
-            raise E.postcopy_no_job().exc()
-        if not self.flags & constants.VIR_MIGRATE_POSTCOPY:
-            raise E.postcopy_not_enabled().exc()
-        self.postcopy_requested = True  # in setup: switch as soon as pages flow
-        if self.transfer is not None:
-            self.transfer.request_postcopy()
-            self.world.flush()
-
-    def resume_postcopy(self, waiter: Waiter) -> None:
-        """migrateToURI3(..., POSTCOPY | POSTCOPY_RESUME) on a broken post-copy."""
-        w, rec, dst = self.world, self.rec, self.dst
-        if not w.link_up(self.src_host, self.dst_host) or not self.dst_host.reachable:
-            raise E.connection_refused(self.dst_host.hostname, self.dst_host.port).exc()
-        if self.dest_lost:
-            # the destination QEMU is gone: nothing to resume (unverified wording)
-            raise E.job_failed("domain is not running").exc()
-        self.phase = JobPhase.POSTCOPY
-        if self.transfer is not None:
-            self.transfer.resume_postcopy()
-        rec.state, rec.reason = constants.VIR_DOMAIN_PAUSED, constants.VIR_DOMAIN_PAUSED_POSTCOPY
-        w.lifecycle(
-            self.src_host, rec, constants.VIR_DOMAIN_EVENT_SUSPENDED,
-            constants.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY
-        )
-        if dst is not None:
-            dst.state, dst.reason = (constants.VIR_DOMAIN_RUNNING,
-                                     constants.VIR_DOMAIN_RUNNING_POSTCOPY)
-            w.lifecycle(
-                self.dst_host, dst, constants.VIR_DOMAIN_EVENT_RESUMED,
-                constants.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY
-            )
-        self.waiters.append(waiter)
-
-    def set_max_downtime(self, ms: int) -> None:
-        if self.transfer is not None:
-            self.transfer.set_downtime_limit(ms / 1000.0)
-            self.world.flush()
-
-    def set_max_speed(self, mibps: int, postcopy: bool) -> None:
-        if postcopy:
-            self.postcopy_mibps = mibps
-            if self.transfer is not None:
-                self.transfer.set_postcopy_bandwidth(self._postcopy_bandwidth())
-            return
-        self.bandwidth_mibps = mibps
-        if self.transfer is not None:
-            self.transfer.set_bandwidth(self._bandwidth())
-            self.world.flush()
-
-    def on_guest_paused(self, now: float) -> None:
-        """The user suspended the source guest: it stops dirtying memory."""
-        self.user_paused_at = now
-        if self.transfer is not None:
-            self.transfer.set_guest_running(False)
-
-    def on_guest_resumed(self) -> None:
-        self.user_paused_at = None
-        if self.transfer is not None and self.phase is JobPhase.TRANSFER:
-            self.transfer.set_guest_running(True)
-
-    def on_source_destroyed(self, now: float) -> None:
-        if self.phase in (JobPhase.POSTCOPY, JobPhase.POSTCOPY_PAUSED):
-            if self.phase is JobPhase.POSTCOPY:
-                self._postcopy_broken(now)
-            return
-        self._teardown(now, constants.VIR_DOMAIN_JOB_FAILED, E.domain_not_running())
-
-    def on_dest_destroyed(self, now: float) -> None:
-        """The destination domain was destroyed; in post-copy the guest is lost."""
-        if self.phase in (JobPhase.POSTCOPY, JobPhase.POSTCOPY_PAUSED):
-            self.dest_lost = True
-            if self.phase is JobPhase.POSTCOPY:
-                self._postcopy_broken(now)
-            if self.dst is not None:
-                self.dst.incoming = None
-        elif self.phase in _FAILABLE:
-            self._teardown(now, constants.VIR_DOMAIN_JOB_FAILED, E.socket_closed())
-
-    # -- statistics ----------------------------------------------------------------------
+    # -- statistics (migrator.testing.jobcounters) -----------------------------------------
 
     def stats(self, now: float) -> dict[str, Any]:
         """jobStats() on the source while the job runs."""
-        p = self.phase
-        if p is JobPhase.PREPARE:
-            return {"type": constants.VIR_DOMAIN_JOB_NONE}
-        if p in (JobPhase.SWITCHOVER, JobPhase.FINISH, JobPhase.DONE):
-            raise E.domain_not_running().exc()
-        out: dict[str, Any] = {
-            "type": constants.VIR_DOMAIN_JOB_UNBOUNDED,
-            "operation": constants.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT,
-            "time_elapsed": _ms(now - self.t0),
-        }
-        if p is JobPhase.CANCELLING:
-            out["type"] = constants.VIR_DOMAIN_JOB_CANCELLED
-            snap = self.frozen
-        else:
-            snap = self.transfer.snapshot() if self.transfer is not None else None
-        if snap is None:  # setup: everything still 0
-            out.update(dict.fromkeys(_COUNTER_KEYS, 0))
-            return out
-        out["setup_time"] = _ms(self.world.timings.setup)
-        out.update(self._counters(snap))
-        return out
-
-    def _counters(self, snap: Snapshot) -> dict[str, Any]:
-        out = {
-            "downtime": snap.expected_downtime_ms,
-            "data_total": snap.memory_total + snap.disk_total,
-            "data_processed": snap.memory_processed + snap.disk_processed,
-            "data_remaining": snap.memory_remaining + snap.disk_remaining,
-            "memory_total": snap.memory_total,
-            "memory_processed": snap.memory_processed,
-            "memory_remaining": snap.memory_remaining,
-            "memory_constant": 0,
-            "memory_normal": snap.memory_processed // snap.page_size,
-            "memory_normal_bytes": snap.memory_processed,
-            "memory_bps": snap.bps,
-            "memory_dirty_rate": snap.dirty_pages_rate,
-            "memory_page_size": snap.page_size,
-            "memory_iteration": snap.iteration,
-            "memory_postcopy_requests": snap.postcopy_requests,
-            "disk_total": snap.disk_total,
-            "disk_processed": snap.disk_processed,
-            "disk_remaining": snap.disk_remaining,
-        }
-        if self.flags & constants.VIR_MIGRATE_AUTO_CONVERGE and snap.throttle > 0:
-            out["auto_converge_throttle"] = snap.throttle
-        return out
+        return jobcounters.running_stats(self, now)
 
     def completed_stats(
         self, operation: int, job_type: int = constants.VIR_DOMAIN_JOB_COMPLETED
     ) -> dict[str, Any]:
         """What jobStats(VIR_DOMAIN_JOB_STATS_COMPLETED) returns after the job."""
-        end = self.end_time if self.end_time is not None else self.world.now
-        out: dict[str, Any] = {
-            "type": job_type,
-            "operation": operation,
-            "time_elapsed": _ms(end - self.t0),
-            "time_elapsed_net": _ms(end - self.t0),
-        }
-        snap = self.frozen or (self.transfer.snapshot() if self.transfer is not None else None)
-        if snap is None:
-            return out
-        out["setup_time"] = _ms(self.world.timings.setup)
-        out.update(self._counters(snap))
-        if not out["memory_bps"] and self.transfer is not None:
-            out["memory_bps"] = int(self.transfer.bandwidth)  # the last rate QEMU measured
-        if job_type == constants.VIR_DOMAIN_JOB_COMPLETED:
-            out["downtime"] = _ms(self.downtime or 0.0)
-            out["downtime_net"] = out["downtime"]
-        return out
-
-
-_COUNTER_KEYS = (
-    "data_total",
-    "data_processed",
-    "data_remaining",
-    "memory_total",
-    "memory_processed",
-    "memory_remaining",
-    "memory_constant",
-    "memory_normal",
-    "memory_normal_bytes",
-    "memory_dirty_rate",
-    "memory_iteration",
-    "memory_postcopy_requests",
-    "disk_total",
-    "disk_processed",
-    "disk_remaining",
-)
+        return jobcounters.completed_stats(self, operation, job_type)

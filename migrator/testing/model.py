@@ -7,6 +7,7 @@ that neither has to import the other.
 
 from __future__ import annotations
 
+import enum
 import itertools
 import threading
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from migrator import constants
 from migrator.testing.errors import ErrorSpec
-from migrator.testing.hypervisor import DirtyRate
+from migrator.testing.physics import DirtyRate
 
 if TYPE_CHECKING:
     from migrator.testing.dirtyrate import DirtyRateCalc
@@ -184,3 +185,17 @@ class Waiter:
         # this caller only, and 1,000 blocked calls do not all wake every step.
         self.ready = threading.Event()  # done: the caller may return
         self.woke = threading.Event()  # the caller saw it and is returning
+
+
+class JobPhase(enum.Enum):
+    """Where a migration job is (the table in :mod:`migrator.testing.migration`)."""
+
+    PREPARE = "prepare"
+    SETUP = "setup"
+    TRANSFER = "transfer"
+    SWITCHOVER = "switchover"
+    POSTCOPY = "postcopy"
+    POSTCOPY_PAUSED = "postcopy-paused"
+    FINISH = "finish"
+    CANCELLING = "cancelling"
+    DONE = "done"

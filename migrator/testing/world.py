@@ -36,7 +36,6 @@ from migrator.testing import errors as E
 from migrator.testing.clock import VirtualClock, cooperate
 from migrator.testing.errors import ErrorSpec
 from migrator.testing.faults import Faults
-from migrator.testing.hypervisor import DirtyRate
 from migrator.testing.model import (
     DEFAULT_PORTS,
     UNLIMITED_MIBPS,
@@ -56,6 +55,7 @@ from migrator.testing.model import (
     Waiter,
     version_int,
 )
+from migrator.testing.physics import DirtyRate
 
 if TYPE_CHECKING:
     from migrator.testing.migration import MigrationJob
@@ -325,6 +325,12 @@ class World:
 
     def lifecycle(self, host: Host, rec: DomainRecord, event: int, detail: int) -> None:
         self.emit(host, rec, constants.VIR_DOMAIN_EVENT_ID_LIFECYCLE, event, detail)
+
+    def transition(self, host: Host, rec: DomainRecord, state: int, reason: int,
+                   event: int, detail: int) -> None:
+        """``rec`` takes ``state`` and ``reason``; its lifecycle event goes out."""
+        rec.state, rec.reason = state, reason
+        self.lifecycle(host, rec, event, detail)
 
     def dispatch(self) -> None:
         """Deliver queued events, in order, to the connections that registered for them."""

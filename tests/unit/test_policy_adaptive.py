@@ -8,6 +8,7 @@ changes.  A few feed hand-built samples where the exact numbers matter.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Callable
@@ -21,9 +22,11 @@ from migrator import constants, predict, switchover
 from migrator.adaptive import AdaptivePolicy
 from migrator.jobstats import JobSample
 from migrator.passes import PassEstimate
-from migrator.policy import Action, ActionKind, MonitorSettings, Tunables
+from migrator.policy import Action, ActionKind, Tunables
 from migrator.steps import StepsPolicy
 from migrator.tuning import AdaptiveTuning
+from tests.unit.helpers import policy as harness
+from tests.unit.helpers.policy import Result, execute, fail_kind, kinds, succeed
 
 MiB = 1024**2
 GiB = 1024**3
@@ -36,53 +39,12 @@ NOVA = Tunables(completion_timeout=800, timeout_action="abort")
 FORCE = Tunables(completion_timeout=800, timeout_action="force_complete")
 STALL_ONLY = {"post_copy_margin": math.inf}  # post-copy on a stall only, never predicted
 
-
-def make_settings(**overrides) -> MonitorSettings:
-    values = dict(
-        data_gb=2.0,
-        downtime_ms=500,
-        downtime_steps=10,
-        downtime_delay=75,
-        post_copy_enabled=False,
-        auto_converge_enabled=False,
-        monitor_interval=5,
-    )
-    values.update(overrides)
-    return MonitorSettings(**values)
+# A 2 GiB guest unless a test says otherwise.
+make_settings = functools.partial(harness.make_settings, data_gb=2.0)
 
 
 def make_policy(knobs: dict | None = None, **overrides) -> AdaptivePolicy:
     return AdaptivePolicy(make_settings(**overrides), AdaptiveTuning(**(knobs or {})))
-
-
-Result = Callable[[Action], tuple[bool, str | None]]
-
-
-def succeed(action: Action) -> tuple[bool, str | None]:
-    return True, None
-
-
-def fail_kind(kind: ActionKind, error: str = "boom") -> Result:
-    def result(action: Action) -> tuple[bool, str | None]:
-        return (False, error) if action.kind is kind else (True, None)
-
-    return result
-
-
-def execute(policy, actions: list[Action], result: Result = succeed) -> list[Action]:
-    """What the loop does: execute each action, report it, run follow-ups at once."""
-    done: list[Action] = []
-    queue = list(actions)
-    while queue:
-        action = queue.pop(0)
-        done.append(action)
-        ok, error = result(action)
-        queue[0:0] = policy.action_result(action, ok, error, action.at)
-    return done
-
-
-def kinds(actions: list[Action]) -> list[ActionKind]:
-    return [a.kind for a in actions]
 
 
 def downtimes(actions: list[Action]) -> list[int]:

@@ -51,18 +51,18 @@ def error_message(exc: BaseException) -> str:
 
 def connection_lost(exc: BaseException) -> bool:
     """``exc`` says the connection to libvirtd is gone (reconnecting may help)."""
-    from migrator import constants as c
+    from migrator import constants
 
     code = error_code(exc)
     text = error_message(exc).lower()
-    return code in (c.VIR_ERR_SYSTEM_ERROR, c.VIR_ERR_RPC) or (
-        code == c.VIR_ERR_INTERNAL_ERROR
+    return code in (constants.VIR_ERR_SYSTEM_ERROR, constants.VIR_ERR_RPC) or (
+        code == constants.VIR_ERR_INTERNAL_ERROR
         and ("socket is closed" in text or "connection" in text)
     )
 
 
 def shut_off_by_migration(state: int, reason: int) -> bool:
     """A source domain in this state has handed the guest over (kept defined or not)."""
-    from migrator import constants as c
+    from migrator import constants
 
-    return state == c.VIR_DOMAIN_SHUTOFF and reason == c.VIR_DOMAIN_SHUTOFF_MIGRATED
+    return state == constants.VIR_DOMAIN_SHUTOFF and reason == constants.VIR_DOMAIN_SHUTOFF_MIGRATED

@@ -21,12 +21,13 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from migrator import constants as c
+from migrator import constants
 from migrator import outcome as o
 
-RUNNING_JOBS = (c.VIR_DOMAIN_JOB_BOUNDED, c.VIR_DOMAIN_JOB_UNBOUNDED)
+RUNNING_JOBS = (constants.VIR_DOMAIN_JOB_BOUNDED, constants.VIR_DOMAIN_JOB_UNBOUNDED)
 # A current job of these types is on its way out (libvirt shows CANCELLED while it cancels).
-ENDING_JOBS = (c.VIR_DOMAIN_JOB_COMPLETED, c.VIR_DOMAIN_JOB_FAILED, c.VIR_DOMAIN_JOB_CANCELLED)
+ENDING_JOBS = (constants.VIR_DOMAIN_JOB_COMPLETED, constants.VIR_DOMAIN_JOB_FAILED,
+               constants.VIR_DOMAIN_JOB_CANCELLED)
 
 
 class CallEnd(enum.Enum):
@@ -141,57 +142,59 @@ class Rule:
 
 
 def _paused_for(src: SourceFacts | DestFacts, *reasons: int) -> bool:
-    return src.state == c.VIR_DOMAIN_PAUSED and src.reason in reasons
+    return src.state == constants.VIR_DOMAIN_PAUSED and src.reason in reasons
 
 
 def source_runs_guest(src: SourceFacts) -> bool:
     """The source's copy is the live guest: active, not handed over nor handing over."""
-    if not (src.reachable and src.exists) or src.state in (None, c.VIR_DOMAIN_SHUTOFF):
+    if not (src.reachable and src.exists) or src.state in (None, constants.VIR_DOMAIN_SHUTOFF):
         return False
-    return not _paused_for(src, c.VIR_DOMAIN_PAUSED_MIGRATION, c.VIR_DOMAIN_PAUSED_POSTCOPY,
-                           c.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED)
+    return not _paused_for(src, constants.VIR_DOMAIN_PAUSED_MIGRATION,
+                           constants.VIR_DOMAIN_PAUSED_POSTCOPY,
+                           constants.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED)
 
 
 def source_let_go(src: SourceFacts) -> bool:
     """The source no longer has the guest: undefined, or shut off by migration."""
     if not src.reachable:
         return False
-    return not src.exists or (src.state == c.VIR_DOMAIN_SHUTOFF
-                              and src.reason == c.VIR_DOMAIN_SHUTOFF_MIGRATED)
+    return not src.exists or (src.state == constants.VIR_DOMAIN_SHUTOFF
+                              and src.reason == constants.VIR_DOMAIN_SHUTOFF_MIGRATED)
 
 
 def dest_runs_guest(dst: DestFacts) -> bool:
     """The destination runs the guest on its own (incoming and post-copy are over)."""
     if not (dst.asked and dst.reachable and dst.exists) or dst.state in (
-        None, c.VIR_DOMAIN_SHUTOFF
+        None, constants.VIR_DOMAIN_SHUTOFF
     ):
         return False
-    return not (_paused_for(dst, c.VIR_DOMAIN_PAUSED_MIGRATION)
+    return not (_paused_for(dst, constants.VIR_DOMAIN_PAUSED_MIGRATION)
                 or dst.reason in _POST_COPY_DEST_REASONS)
 
 
 def dest_lacks_guest(dst: DestFacts) -> bool:
     """The destination answered, and it does not run the guest."""
     return dst.asked and dst.reachable and (not dst.exists or dst.state in (
-        None, c.VIR_DOMAIN_SHUTOFF))
+        None, constants.VIR_DOMAIN_SHUTOFF))
 
 
-_POST_COPY_DEST_REASONS = (c.VIR_DOMAIN_RUNNING_POSTCOPY, c.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED)
+_POST_COPY_DEST_REASONS = (constants.VIR_DOMAIN_RUNNING_POSTCOPY,
+                           constants.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED)
 
 
 def _post_copy_broken(f: Facts) -> bool:
     dst = f.dest
-    return _paused_for(f.source, c.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED) or (
+    return _paused_for(f.source, constants.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED) or (
         dst.asked and dst.reachable and dst.exists
-        and dst.reason == c.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED
-        and dst.state == c.VIR_DOMAIN_RUNNING)
+        and dst.reason == constants.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED
+        and dst.state == constants.VIR_DOMAIN_RUNNING)
 
 
 def _in_post_copy(f: Facts) -> bool:
     dst = f.dest
-    return _paused_for(f.source, c.VIR_DOMAIN_PAUSED_POSTCOPY) or (
-        dst.reachable and dst.state == c.VIR_DOMAIN_RUNNING
-        and dst.reason == c.VIR_DOMAIN_RUNNING_POSTCOPY)
+    return _paused_for(f.source, constants.VIR_DOMAIN_PAUSED_POSTCOPY) or (
+        dst.reachable and dst.state == constants.VIR_DOMAIN_RUNNING
+        and dst.reason == constants.VIR_DOMAIN_RUNNING_POSTCOPY)
 
 
 def _our_job_ran(k: Conduct) -> bool:
@@ -206,7 +209,7 @@ def _handed_over_by_libvirt(f: Facts) -> bool:
         return True
     # SHUTOFF/MIGRATED is libvirt's own word that the guest migrated; the definition
     # cannot be stale: the guest ran when our job started (startup.check_startable)
-    return _our_job_ran(f.conduct) and src.exists and src.state == c.VIR_DOMAIN_SHUTOFF
+    return _our_job_ran(f.conduct) and src.exists and src.state == constants.VIR_DOMAIN_SHUTOFF
 
 
 def _undefined_by_our_migration(f: Facts) -> bool:
@@ -240,11 +243,11 @@ def _stayed(f: Facts, rule: str = "source-runs") -> Verdict:
     if by is AbortBy.MONITOR:
         return _settle(rule, o.FAILED, "the monitor could not follow the job and "
                        "aborted it", error or k.monitor_error)
-    cancelled = _our_record(f.source, c.VIR_DOMAIN_JOB_CANCELLED)
-    if by is AbortBy.USER or k.call_code == c.VIR_ERR_OPERATION_ABORTED or cancelled:
+    cancelled = _our_record(f.source, constants.VIR_DOMAIN_JOB_CANCELLED)
+    if by is AbortBy.USER or k.call_code == constants.VIR_ERR_OPERATION_ABORTED or cancelled:
         why = "cancelled by abort()" if by else "the job was cancelled outside migrator"
         return _settle(rule, o.CANCELLED, why, error)
-    if k.call is CallEnd.OK and _our_record(f.source, c.VIR_DOMAIN_JOB_FAILED):
+    if k.call is CallEnd.OK and _our_record(f.source, constants.VIR_DOMAIN_JOB_FAILED):
         return _settle(rule, o.FAILED, "migrateToURI3 returned 0, but libvirt's record of our "
                        "job says it failed; the source runs the guest",
                        error or "the migration job failed")
@@ -267,14 +270,14 @@ def _record_settles(f: Facts) -> bool:
     k, src = f.conduct, f.source
     if not source_runs_guest(src) or k.call is CallEnd.PENDING:
         return False
-    if _our_record(src, c.VIR_DOMAIN_JOB_COMPLETED):
+    if _our_record(src, constants.VIR_DOMAIN_JOB_COMPLETED):
         return k.call is CallEnd.OK and (not f.dest.asked or dest_runs_guest(f.dest))
-    return (_our_record(src, c.VIR_DOMAIN_JOB_FAILED, c.VIR_DOMAIN_JOB_CANCELLED)
+    return (_our_record(src, constants.VIR_DOMAIN_JOB_FAILED, constants.VIR_DOMAIN_JOB_CANCELLED)
             and src.job in ENDING_JOBS)
 
 
 def _by_record(f: Facts) -> Verdict:
-    if f.source.last_job == c.VIR_DOMAIN_JOB_COMPLETED:
+    if f.source.last_job == constants.VIR_DOMAIN_JOB_COMPLETED:
         return _settle("libvirt-completed-record", o.COMPLETED,
                        "libvirt's record of our job says it completed")
     return _stayed(f, "libvirt-completed-record")
@@ -323,14 +326,14 @@ def _job_over(f: Facts) -> bool:
     """No job runs: libvirt says so, or our call ended with the job's own error (it
     returns only once the job is over, unless the connection dropped)."""
     k = f.conduct
-    return f.source.job == c.VIR_DOMAIN_JOB_NONE or (
+    return f.source.job == constants.VIR_DOMAIN_JOB_NONE or (
         f.source.job is None and k.call is CallEnd.ERROR and not k.call_lost)
 
 
 def _both_run(f: Facts) -> bool:
     """Both copies run (a paused source next to a running destination is a hand-over)."""
     return dest_runs_guest(f.dest) and source_runs_guest(f.source) and (
-        f.source.state == c.VIR_DOMAIN_RUNNING)
+        f.source.state == constants.VIR_DOMAIN_RUNNING)
 
 
 RULES: tuple[Rule, ...] = (
@@ -382,7 +385,7 @@ RULES: tuple[Rule, ...] = (
          lambda f: f.source.reachable and f.source.job in ENDING_JOBS,
          _wait("job-ending", "the job is ending")),
     Rule("handing-over", "The source is paused by the migration: the hand-over is under way.",
-         lambda f: _paused_for(f.source, c.VIR_DOMAIN_PAUSED_MIGRATION),
+         lambda f: _paused_for(f.source, constants.VIR_DOMAIN_PAUSED_MIGRATION),
          _wait("handing-over", "the source is paused for the hand-over")),
     Rule("left-source", "The guest left the source: completed only if the destination runs "
          "it, or libvirt itself reported the hand-over, or (no way to ask the destination) "
@@ -396,7 +399,7 @@ RULES: tuple[Rule, ...] = (
          lambda f: source_runs_guest(f.source) and _job_over(f), _stayed),
     Rule("source-stopped", "The guest stopped on the source for another reason than the "
          "migration: it runs nowhere; failed.",
-         lambda f: f.source.exists and f.source.state == c.VIR_DOMAIN_SHUTOFF,
+         lambda f: f.source.exists and f.source.state == constants.VIR_DOMAIN_SHUTOFF,
          lambda f: _settle("source-stopped", o.FAILED, "the guest stopped on the source "
                            f"(shut off, reason {f.source.reason}) and runs nowhere",
                            f.conduct.call_error or "the guest stopped on the source")),

@@ -15,8 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from migrator import concurrency, exception
-from migrator import constants as c
+from migrator import concurrency, constants, exception
 from migrator._libvirt import connection_lost, error_code, error_message
 from migrator.classify import AbortBy, CallEnd, Conduct
 from migrator.concurrency import Worker
@@ -156,7 +155,8 @@ class Controls:
             text = error_message(result)
             if connection_lost(result):
                 self._reconnect("abortJob")
-            if error_code(result) == c.VIR_ERR_OPERATION_INVALID and "no job" in text.lower():
+            if (error_code(result) == constants.VIR_ERR_OPERATION_INVALID
+                    and "no job" in text.lower()):
                 self.abort_error = "no job yet"
                 if record:  # not there yet (or any more): retried on the next running sample
                     self.journal.record(ActionKind.ABORT, None, reason + " (job not started "

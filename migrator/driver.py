@@ -22,6 +22,7 @@ from oslo_log import log as logging
 from migrator import (
     _libvirt,
     concurrency,
+    constants,
     exception,
     execution,
     flags,
@@ -32,7 +33,6 @@ from migrator import (
     uri,
 )
 from migrator import conf as mconf
-from migrator import constants as c
 from migrator.clock import Clock, RealClock
 from migrator.concurrency import SlotQueue
 from migrator.execution import Job
@@ -169,7 +169,7 @@ class LiveMigrationDriver:
             inbound_addr=request.inbound_addr,
             block_migration=request.block_migration,
             disks=tuple(request.disks),
-            paused=state == c.VIR_DOMAIN_PAUSED,
+            paused=state == constants.VIR_DOMAIN_PAUSED,
             vfio=request.vfio,
             vpmem=request.vpmem,
             destination_xml=request.destination_xml,

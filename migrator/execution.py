@@ -19,8 +19,7 @@ from typing import Any
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from migrator import _libvirt, concurrency, flags, monitoring, startup, uri
-from migrator import constants as c
+from migrator import _libvirt, concurrency, constants, flags, monitoring, startup, uri
 from migrator.classify import CallEnd, Conduct
 from migrator.clock import Clock
 from migrator.concurrency import Worker
@@ -74,7 +73,7 @@ class Env:
     connect: Callable[[str], Any]
     source_uri: str
     plan: Callable[[Any, MigrationRequest], flags.Plan]
-    libvirt_version: c.Version
+    libvirt_version: constants.Version
     poll_interval: float
     abort_timeout: float
     policy_factory: monitoring.PolicyFactory | None
@@ -130,7 +129,7 @@ def _open_domain(env: Env, job: Job) -> Any:
     try:
         return concurrency.blocking(conn.lookupByUUIDString(job.handle.uuid))
     except Exception as exc:  # noqa: BLE001 - libvirtError
-        if _libvirt.error_code(exc) == c.VIR_ERR_NO_DOMAIN:
+        if _libvirt.error_code(exc) == constants.VIR_ERR_NO_DOMAIN:
             return GoneDomain(_libvirt.error_message(exc))  # it left: say so
         raise
 
@@ -180,7 +179,7 @@ def _conduct(env: Env, job: Job, plan: flags.Plan, mon_dom: Any,
         persistent = bool(mon_dom.isPersistent())
     except Exception:  # noqa: BLE001 - gone meanwhile: establishing says what happened
         persistent = True
-    undefine = plan.has(c.VIR_MIGRATE_UNDEFINE_SOURCE)
+    undefine = plan.has(constants.VIR_MIGRATE_UNDEFINE_SOURCE)
     found = job.reattach
     if found is not None:
         conduct = Conduct(call=CallEnd.NONE, reattached=True, persistent=persistent,
@@ -222,7 +221,7 @@ def _after(env: Env, job: Job, monitor: Monitor, result: Outcome) -> MigrationOu
             # without a way to look, the guest is assumed to wait on the destination
             dest_gone=dest.lacks_guest, label=job.label, stopping=env.stopping))
     our_job_moved = result.status == COMPLETED and monitor.conduct.call is not CallEnd.OK
-    if our_job_moved and plan.has(c.VIR_MIGRATE_UNDEFINE_SOURCE):
+    if our_job_moved and plan.has(constants.VIR_MIGRATE_UNDEFINE_SOURCE):
         # libvirt finished without our client, so its Confirm phase (which
         # undefines) may not have run: a shut-off definition may be left behind
         note = source.undefine_leftover()

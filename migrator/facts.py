@@ -12,8 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from migrator import concurrency
-from migrator import constants as c
+from migrator import concurrency, constants
 from migrator._libvirt import connection_lost, error_code, error_message
 from migrator.classify import (
     RUNNING_JOBS,
@@ -24,7 +23,8 @@ from migrator.classify import (
 )
 from migrator.jobstats import JobSample, StatsError, classify_stats_error
 
-KNOWN_JOB_TYPES = frozenset(range(c.VIR_DOMAIN_JOB_NONE, c.VIR_DOMAIN_JOB_CANCELLED + 1))
+KNOWN_JOB_TYPES = frozenset(range(constants.VIR_DOMAIN_JOB_NONE,
+                                  constants.VIR_DOMAIN_JOB_CANCELLED + 1))
 # A running job that began this much earlier than our migrateToURI3 call (or at a
 # time this far from the job we followed so far) is another one.  libvirt's job
 # starts inside our call; the slack absorbs the latency of the calls around it.
@@ -88,7 +88,7 @@ class JobReader:
 def refused_by_job_lock(code: int | None, message: str) -> bool:
     """Our ``migrateToURI3`` never got the domain's job: another job held it."""
     text = message.lower()
-    return (code == c.VIR_ERR_OPERATION_TIMEOUT and "state change lock" in text) or (
+    return (code == constants.VIR_ERR_OPERATION_TIMEOUT and "state change lock" in text) or (
         "job is already running" in text or "another migration job" in text)
 
 
@@ -96,7 +96,7 @@ class NoDomainError(Exception):
     """NO_DOMAIN, as libvirt raises it (for :class:`GoneDomain`)."""
 
     def get_error_code(self) -> int:
-        return c.VIR_ERR_NO_DOMAIN
+        return constants.VIR_ERR_NO_DOMAIN
 
     def get_error_message(self) -> str:
         return str(self)
@@ -175,18 +175,18 @@ def read_source(domain: Any, identify: Callable[[JobSample], bool],
     try:
         state, reason = domain.state()[:2]
     except Exception as exc:  # noqa: BLE001 - libvirtError
-        if error_code(exc) == c.VIR_ERR_NO_DOMAIN:
+        if error_code(exc) == constants.VIR_ERR_NO_DOMAIN:
             return SourceFacts(exists=False)
         return UNREACHABLE
-    job: int | None = c.VIR_DOMAIN_JOB_NONE
+    job: int | None = constants.VIR_DOMAIN_JOB_NONE
     ours = True
-    if state != c.VIR_DOMAIN_SHUTOFF:
+    if state != constants.VIR_DOMAIN_SHUTOFF:
         reading = (reader or JobReader()).read(domain)
         if reading.lost:
             return UNREACHABLE
         sample = reading.sample
-        if sample is not None and sample.type == c.VIR_DOMAIN_JOB_NONE and has_job(domain):
-            sample = JobSample(type=c.VIR_DOMAIN_JOB_UNBOUNDED)  # begun, no stats yet
+        if sample is not None and sample.type == constants.VIR_DOMAIN_JOB_NONE and has_job(domain):
+            sample = JobSample(type=constants.VIR_DOMAIN_JOB_UNBOUNDED)  # begun, no stats yet
         job = sample.type if sample is not None else None
         if job in RUNNING_JOBS:
             assert sample is not None
@@ -217,7 +217,7 @@ class JobRecord:
     def kind(self) -> int | None:
         """The job's type, None when there is no record (or libvirt gave garbage)."""
         kind = self.stats.get("type")
-        return kind if isinstance(kind, int) and kind != c.VIR_DOMAIN_JOB_NONE else None
+        return kind if isinstance(kind, int) and kind != constants.VIR_DOMAIN_JOB_NONE else None
 
     @property
     def error(self) -> str | None:
@@ -237,8 +237,9 @@ def read_record(domain: Any) -> JobRecord | None:
     KEEP_COMPLETED (libvirt >= 6.0) leaves the record for the next reader; an
     older libvirt refuses the flag and hands it out once.
     """
-    for flags in (c.VIR_DOMAIN_JOB_STATS_COMPLETED | c.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED,
-                  c.VIR_DOMAIN_JOB_STATS_COMPLETED):
+    for flags in (constants.VIR_DOMAIN_JOB_STATS_COMPLETED
+                  | constants.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED,
+                  constants.VIR_DOMAIN_JOB_STATS_COMPLETED):
         try:
             stats = domain.jobStats(flags)
         except Exception:  # noqa: BLE001 - libvirtError: an old libvirt, or unreachable
@@ -254,7 +255,7 @@ def record_of_our_job(record: JobRecord | None, before: JobRecord | None) -> boo
     where libvirt names the operation.  Without a baseline nothing is ours."""
     if record is None or before is None or record.kind is None:
         return False
-    if record.operation not in (None, c.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT):
+    if record.operation not in (None, constants.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT):
         return False
     return record.stats != before.stats
 
@@ -284,7 +285,7 @@ class Destination:
             try:
                 state, reason = conn.lookupByUUIDString(self._uuid).state()[:2]
             except Exception as exc:  # noqa: BLE001 - libvirtError
-                if error_code(exc) == c.VIR_ERR_NO_DOMAIN:
+                if error_code(exc) == constants.VIR_ERR_NO_DOMAIN:
                     return DestFacts(asked=True, reachable=True)
                 raise
         return DestFacts(True, True, True, state, reason)
@@ -301,7 +302,7 @@ class Destination:
         def read() -> int | None:
             with contextlib.closing(self._connect(self.uri)) as conn:  # type: ignore[arg-type]
                 dom = conn.lookupByUUIDString(self._uuid)
-                stats = dom.jobStats(c.VIR_DOMAIN_JOB_STATS_COMPLETED)
+                stats = dom.jobStats(constants.VIR_DOMAIN_JOB_STATS_COMPLETED)
             value = stats.get("downtime") if stats else None
             return int(value) if value is not None else None
 
@@ -335,7 +336,7 @@ class SourceView:
             try:
                 dom = concurrency.blocking(conn.lookupByUUIDString(self._uuid))
             except Exception as exc:  # noqa: BLE001
-                dom = GONE if error_code(exc) == c.VIR_ERR_NO_DOMAIN else None
+                dom = GONE if error_code(exc) == constants.VIR_ERR_NO_DOMAIN else None
             yield dom
 
     def moved(self) -> bool:
@@ -346,7 +347,8 @@ class SourceView:
         """
         facts = self.facts()
         return facts.reachable and (not facts.exists or (
-            facts.state == c.VIR_DOMAIN_SHUTOFF and facts.reason == c.VIR_DOMAIN_SHUTOFF_MIGRATED))
+            facts.state == constants.VIR_DOMAIN_SHUTOFF
+            and facts.reason == constants.VIR_DOMAIN_SHUTOFF_MIGRATED))
 
     def facts(self) -> SourceFacts:
         with self.looking() as dom:
@@ -363,7 +365,8 @@ class SourceView:
                 return None
             try:
                 state, reason = dom.state()[:2]
-                if state == c.VIR_DOMAIN_SHUTOFF and reason == c.VIR_DOMAIN_SHUTOFF_MIGRATED:
+                if (state == constants.VIR_DOMAIN_SHUTOFF
+                        and reason == constants.VIR_DOMAIN_SHUTOFF_MIGRATED):
                     dom.undefine()
                     return ("removed the source's shut-off definition of the migrated guest "
                             "(libvirt finished the job without the client)")

@@ -22,8 +22,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from migrator import _libvirt, exception
-from migrator import constants as c
+from migrator import _libvirt, constants, exception
 from migrator.clock import Clock, RealClock
 from migrator.forecast import DirtyRate, GuestFacts, Window, interpret
 
@@ -40,21 +39,22 @@ def check_measurable(domain: Any) -> None:
     name = domain.name()
     try:
         state, _reason = domain.state()
-        job = _job(domain) if state != c.VIR_DOMAIN_SHUTOFF else {}
+        job = _job(domain) if state != constants.VIR_DOMAIN_SHUTOFF else {}
     except Exception as exc:  # libvirtError, real or fake
         raise exception.MeasurementFailed(
             f"cannot read the state of {name}: {_libvirt.error_message(exc)}") from None
-    if state == c.VIR_DOMAIN_PAUSED:
+    if state == constants.VIR_DOMAIN_PAUSED:
         raise exception.MeasurementFailed(
             f"{name} is paused: a paused guest writes nothing; resume it to measure, or give "
             "its dirty rate (0 for a guest that stays paused)")
-    if state != c.VIR_DOMAIN_RUNNING:
+    if state != constants.VIR_DOMAIN_RUNNING:
         raise exception.MeasurementFailed(f"{name} is not running: only a running guest can "
                                           "be measured")
-    kind = job.get("type", c.VIR_DOMAIN_JOB_NONE)
-    if kind != c.VIR_DOMAIN_JOB_NONE:
+    kind = job.get("type", constants.VIR_DOMAIN_JOB_NONE)
+    if kind != constants.VIR_DOMAIN_JOB_NONE:
         what = ("is migrating" if job.get("operation") in (
-            c.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT, c.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN)
+            constants.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT,
+            constants.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN)
             else "has a job running")
         raise exception.MeasurementFailed(
             f"{name} {what}: measuring now would wait for the job and contend with a "
@@ -67,14 +67,14 @@ def _job(domain: Any) -> dict[str, Any]:
     try:
         return domain.jobStats()
     except Exception as exc:  # libvirtError, real or fake
-        if _libvirt.error_code(exc) == c.VIR_ERR_NO_SUPPORT:
+        if _libvirt.error_code(exc) == constants.VIR_ERR_NO_SUPPORT:
             return {}
         raise
 
 
 def _start(domain: Any, seconds: int) -> None:
     try:
-        domain.startDirtyRateCalc(seconds, c.VIR_DOMAIN_DIRTYRATE_MODE_PAGE_SAMPLING)
+        domain.startDirtyRateCalc(seconds, constants.VIR_DOMAIN_DIRTYRATE_MODE_PAGE_SAMPLING)
     except AttributeError:
         raise exception.MeasurementFailed(
             "this libvirt-python has no startDirtyRateCalc: measuring needs libvirt >= 7.2; "
@@ -86,10 +86,11 @@ def _start(domain: Any, seconds: int) -> None:
 def _result(domain: Any, seconds: int) -> Window | None:
     """The finished calculation's window, or None while libvirt still measures."""
     try:
-        stats = domain.connect().domainListGetStats([domain], c.VIR_DOMAIN_STATS_DIRTYRATE)[0][1]
+        stats = domain.connect().domainListGetStats([domain],
+                                                    constants.VIR_DOMAIN_STATS_DIRTYRATE)[0][1]
     except Exception as exc:  # libvirtError, real or fake
         raise exception.MeasurementFailed(_failure(domain, exc)) from None
-    if (stats.get("dirtyrate.calc_status") == c.VIR_DOMAIN_DIRTYRATE_MEASURED
+    if (stats.get("dirtyrate.calc_status") == constants.VIR_DOMAIN_DIRTYRATE_MEASURED
             and stats.get("dirtyrate.calc_period") == seconds
             and "dirtyrate.megabytes_per_second" in stats):
         return Window(seconds, stats["dirtyrate.megabytes_per_second"] * MiB)
@@ -178,12 +179,12 @@ def measure(domain: Any, windows: tuple[int, ...] = DEFAULT_WINDOWS,
 
 def _failure(domain: Any, exc: BaseException) -> str:
     name, code = domain.name(), _libvirt.error_code(exc)
-    if code == c.VIR_ERR_NO_SUPPORT:
+    if code == constants.VIR_ERR_NO_SUPPORT:
         return (f"the libvirt of {name} cannot measure dirty rates (virDomainStartDirtyRateCalc "
                 "needs libvirt >= 7.2 and its QEMU driver); give the guest's dirty rate instead")
-    if code == c.VIR_ERR_OPERATION_INVALID:
+    if code == constants.VIR_ERR_OPERATION_INVALID:
         return f"{name} is not running: only a running guest can be measured"
-    if code == c.VIR_ERR_OPERATION_TIMEOUT:
+    if code == constants.VIR_ERR_OPERATION_TIMEOUT:
         return f"{name} has a job (a migration?) holding it: measure it when it is idle"
     return f"measuring the dirty rate of {name} failed: {_libvirt.error_message(exc)}"
 

@@ -29,8 +29,7 @@ from typing import Any
 
 from oslo_log import log as logging
 
-from migrator import constants as c
-from migrator import exception
+from migrator import constants, exception
 from migrator._libvirt import connection_lost, error_code, error_message
 from migrator.classify import (
     NOT_ASKED,
@@ -272,7 +271,7 @@ class Monitor:
         if reading.running:
             assert reading.sample is not None
             return not self._identify(reading.sample)
-        no_job = reading.sample is not None and reading.sample.type == c.VIR_DOMAIN_JOB_NONE
+        no_job = reading.sample is not None and reading.sample.type == constants.VIR_DOMAIN_JOB_NONE
         return reading.finishing or no_job
 
     def _take(self, reading: Reading) -> None:
@@ -447,7 +446,7 @@ class Monitor:
             state, reason = self.domain.state()[:2]
         except Exception:  # noqa: BLE001 - the domain may be gone: establishing tells
             return
-        if state == c.VIR_DOMAIN_PAUSED and reason == c.VIR_DOMAIN_PAUSED_POSTCOPY:
+        if state == constants.VIR_DOMAIN_PAUSED and reason == constants.VIR_DOMAIN_PAUSED_POSTCOPY:
             self.controls.post_copy_seen()
 
     def _hook(self, what: str, hook: Callable[..., Any] | None, *args: Any) -> None:
@@ -509,7 +508,7 @@ class Monitor:
     def _resume_guest(self) -> None:
         """Force-complete paused the guest and the migration did not finish: resume it."""
         try:
-            if self.domain.state()[0] == c.VIR_DOMAIN_PAUSED:
+            if self.domain.state()[0] == constants.VIR_DOMAIN_PAUSED:
                 self.domain.resume()
                 self.journal.note("resumed the guest on the source (it was paused to force "
                                   "completion)")

@@ -10,8 +10,7 @@ from collections.abc import Callable
 
 from oslo_config import cfg
 
-from migrator import constants as c
-from migrator import forecast
+from migrator import constants, forecast
 from migrator.adaptive import AdaptivePolicy
 from migrator.flags import Plan
 from migrator.jobstats import data_gb
@@ -40,7 +39,7 @@ def settings(conf: cfg.ConfigOpts, memory: int, plan: Plan,
              request: MigrationRequest) -> MonitorSettings:
     """``memory``: the guest's in bytes (it scales the downtime ramp and the timeout)."""
     lv = conf.libvirt
-    sizes = request.disk_sizes if plan.has(c.VIR_MIGRATE_NON_SHARED_INC) else ()
+    sizes = request.disk_sizes if plan.has(constants.VIR_MIGRATE_NON_SHARED_INC) else ()
     return MonitorSettings(
         data_gb=data_gb(memory, list(sizes)),
         downtime_ms=lv.live_migration_downtime,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from oslo_log import log as logging
 
-from migrator import constants as c
+from migrator import constants
 from migrator._libvirt import error_message
 from migrator.clock import Clock
 from migrator.concurrency import Worker
@@ -38,7 +38,7 @@ class Recovery:
     source: SourceView
     plan: Plan
     clock: Clock
-    libvirt_version: c.Version
+    libvirt_version: constants.Version
     timeout: float  # live_migration_postcopy_recovery_timeout; 0: off
     poll_interval: float
     dest_gone: Callable[[], bool]  # the destination answered and no longer runs the guest
@@ -49,7 +49,7 @@ class Recovery:
 def recover(result: Outcome, r: Recovery) -> None:
     """Resume the failed post-copy ``result`` describes; updates ``result`` in place."""
     first_error = result.error
-    since = c.MIGRATE_FLAGS["POSTCOPY_RESUME"].since
+    since = constants.MIGRATE_FLAGS["POSTCOPY_RESUME"].since
     if r.libvirt_version < since:
         _give_up(result, r, f"post-copy failed ({first_error}); resuming it needs libvirt "
                  f"{format_version(since)}",
@@ -114,7 +114,7 @@ class _Attempts:
         LOG.warning("%spost-copy failed (%s); resuming it, attempt %d", r.label, self.last,
                     self.attempt)
         plan = r.plan
-        flags = plan.flags | c.VIR_MIGRATE_POSTCOPY | c.VIR_MIGRATE_POSTCOPY_RESUME
+        flags = plan.flags | constants.VIR_MIGRATE_POSTCOPY | constants.VIR_MIGRATE_POSTCOPY_RESUME
         worker = Worker(lambda: dom.migrateToURI3(plan.uri, plan.params, flags),  # type: ignore[attr-defined]
                         f"migrator-resume-{self.attempt}")
         worker.on_done = self.idle.set

@@ -16,8 +16,7 @@ from typing import Any
 
 from oslo_log import log as logging
 
-from migrator import concurrency, exception
-from migrator import constants as c
+from migrator import concurrency, constants, exception
 from migrator._libvirt import error_code, error_message
 from migrator.facts import has_job
 from migrator.jobstats import JobSample
@@ -26,9 +25,10 @@ LOG = logging.getLogger(__name__)
 
 VIR_CONNECT_LIST_DOMAINS_ACTIVE = 1  # libvirt's value; not needed elsewhere
 
-_JOB_NAMES = {c.VIR_DOMAIN_JOB_BOUNDED: "bounded", c.VIR_DOMAIN_JOB_UNBOUNDED: "running"}
-_OPERATIONS = {c.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT: "outgoing migration",
-               c.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN: "incoming migration"}
+_JOB_NAMES = {constants.VIR_DOMAIN_JOB_BOUNDED: "bounded",
+              constants.VIR_DOMAIN_JOB_UNBOUNDED: "running"}
+_OPERATIONS = {constants.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT: "outgoing migration",
+               constants.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN: "incoming migration"}
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def _describe(stats: Mapping[str, Any]) -> str:
 def check_startable(dom: Any) -> None:
     """Refuse a guest that is not running, or that has a job: migrator did not start it."""
     state = dom.state()[0]
-    if state not in (c.VIR_DOMAIN_RUNNING, c.VIR_DOMAIN_PAUSED):
+    if state not in (constants.VIR_DOMAIN_RUNNING, constants.VIR_DOMAIN_PAUSED):
         raise exception.MigrationRefused(
             f"{dom.name()} is not running (state {state}); a live migration moves a running "
             "or paused guest: start it first, or migrate its definition offline")
@@ -73,7 +73,7 @@ def refusal(dom: Any) -> str | None:
     except exception.MigrationRefused as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - libvirtError
-        if error_code(exc) == c.VIR_ERR_NO_DOMAIN:
+        if error_code(exc) == constants.VIR_ERR_NO_DOMAIN:
             return "the guest is no longer on the source"
         raise
     return None
@@ -86,10 +86,10 @@ def foreign_job(dom: Any) -> str | None:
     except Exception as exc:  # noqa: BLE001 - libvirtError: the plan's checks come next
         LOG.debug("jobStats before the start failed: %s", error_message(exc))
         return None
-    if stats.get("type", c.VIR_DOMAIN_JOB_NONE) == c.VIR_DOMAIN_JOB_NONE:
+    if stats.get("type", constants.VIR_DOMAIN_JOB_NONE) == constants.VIR_DOMAIN_JOB_NONE:
         if not has_job(dom):
             return None
-        stats = {"type": c.VIR_DOMAIN_JOB_UNBOUNDED}  # one that is just beginning
+        stats = {"type": constants.VIR_DOMAIN_JOB_UNBOUNDED}  # one that is just beginning
     return (f"{dom.name()} already has {_describe(stats)} that migrator did not start; "
             "migrator never touches another job: wait for it to end, or end it "
             "(virsh domjobabort) and try again")
@@ -99,15 +99,16 @@ def running_migration(dom: Any) -> RunningMigration:
     """The outgoing migration running on ``dom``; MigrationRefused when there is none."""
     stats = _stats(dom)
     sample = JobSample.from_stats(stats)
-    operation = stats.get("operation", c.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT)
-    if not sample.is_running or operation != c.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT:
+    operation = stats.get("operation", constants.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT)
+    if not sample.is_running or operation != constants.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT:
         raise exception.MigrationRefused(
             f"no outgoing migration runs on {dom.name()} (its job: "
             f"{_describe(stats) if sample.type else 'none'}): nothing to re-attach")
     state, reason = dom.state()[:2]
     return RunningMigration(
         name=dom.name(), uuid=dom.UUIDString(), elapsed=sample.time_elapsed_ms / 1000,
-        post_copy=state == c.VIR_DOMAIN_PAUSED and reason == c.VIR_DOMAIN_PAUSED_POSTCOPY,
+        post_copy=(state == constants.VIR_DOMAIN_PAUSED
+                   and reason == constants.VIR_DOMAIN_PAUSED_POSTCOPY),
         remaining=sample.data_remaining)
 
 

@@ -16,8 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from migrator import classify, startup
-from migrator import constants as c
+from migrator import classify, constants, startup
 from migrator._libvirt import error_code
 from migrator.clock import Clock
 from migrator.facts import JobReader, read_source
@@ -28,7 +27,7 @@ SEEN = "seen"  # the reason of an action the watcher saw rather than took starts
 # Errors that mean "not allowed on this connection" (a read-only one: VIR_ERR_OPERATION_DENIED)
 # or "not supported here": the value is skipped.
 VIR_ERR_OPERATION_DENIED = 29
-_DENIED = (VIR_ERR_OPERATION_DENIED, c.VIR_ERR_NO_SUPPORT)
+_DENIED = (VIR_ERR_OPERATION_DENIED, constants.VIR_ERR_NO_SUPPORT)
 
 
 @dataclass(frozen=True)
@@ -57,8 +56,8 @@ class Changes:
     def see(self, t: float, now: Reading) -> list[ActionRecord]:
         last, self._last = self._last, now
         if last is None:
-            self.post_copy = _paused(now, c.VIR_DOMAIN_PAUSED_POSTCOPY)
-            self.suspended = _paused(now, c.VIR_DOMAIN_PAUSED_USER)
+            self.post_copy = _paused(now, constants.VIR_DOMAIN_PAUSED_POSTCOPY)
+            self.suspended = _paused(now, constants.VIR_DOMAIN_PAUSED_USER)
             return []
         seen = []
         if now.max_downtime_ms is not None and now.max_downtime_ms != last.max_downtime_ms:
@@ -74,11 +73,11 @@ class Changes:
             seen.append(ActionRecord(t, "auto_converge", throttle,
                                      f"{SEEN}: auto-converge slows the guest's vCPUs by "
                                      f"{throttle} %"))
-        if not self.post_copy and _paused(now, c.VIR_DOMAIN_PAUSED_POSTCOPY):
+        if not self.post_copy and _paused(now, constants.VIR_DOMAIN_PAUSED_POSTCOPY):
             self.post_copy = True
             seen.append(ActionRecord(t, "start_post_copy", None, f"{SEEN}: the job switched "
                                      "to post-copy; the guest runs on the destination"))
-        if not self.suspended and _paused(now, c.VIR_DOMAIN_PAUSED_USER):
+        if not self.suspended and _paused(now, constants.VIR_DOMAIN_PAUSED_USER):
             self.suspended = True
             seen.append(ActionRecord(t, "suspend", None, f"{SEEN}: the guest was paused so "
                                      "the copy can finish"))
@@ -86,7 +85,7 @@ class Changes:
 
 
 def _paused(reading: Reading, reason: int) -> bool:
-    return reading.state == c.VIR_DOMAIN_PAUSED and reading.reason == reason
+    return reading.state == constants.VIR_DOMAIN_PAUSED and reading.reason == reason
 
 
 def _optional(call: Callable[[], Any]) -> int | None:
@@ -102,7 +101,7 @@ def _optional(call: Callable[[], Any]) -> int | None:
 def downtime_on(domain: Any) -> int | None:
     """The actual downtime from the completed-job stats libvirt keeps (kept for others: a
     read without KEEP_COMPLETED would take them from Nova or whoever asks next)."""
-    flags = c.VIR_DOMAIN_JOB_STATS_COMPLETED | c.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED
+    flags = constants.VIR_DOMAIN_JOB_STATS_COMPLETED | constants.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED
     try:
         stats = domain.jobStats(flags)
     except Exception:  # noqa: BLE001 - libvirtError: no completed stats to read
@@ -142,12 +141,13 @@ def follow(domain: Any, how: Watch) -> Outcome | None:
     found = startup.running_migration(domain)
     persistent = bool(domain.isPersistent())
     changes, actions, last = Changes(), [], found.elapsed
-    passes, ended_as = 0, c.VIR_DOMAIN_JOB_NONE
+    passes, ended_as = 0, constants.VIR_DOMAIN_JOB_NONE
     while not how.stop.is_set():
         try:
             now = read(domain)
         except Exception as exc:  # noqa: BLE001 - libvirtError: the domain left, or the job
-            if error_code(exc) in (c.VIR_ERR_NO_DOMAIN, c.VIR_ERR_OPERATION_INVALID):
+            if error_code(exc) in (constants.VIR_ERR_NO_DOMAIN,
+                                   constants.VIR_ERR_OPERATION_INVALID):
                 break
             raise
         if not now.sample.is_running:
@@ -165,8 +165,8 @@ def follow(domain: Any, how: Watch) -> Outcome | None:
     conduct = classify.Conduct(call=classify.CallEnd.NONE, reattached=True, seen_running=True,
                                post_copy=changes.post_copy, suspended=changes.suspended,
                                persistent=persistent, undefine_source=True)
-    if ended_as == c.VIR_DOMAIN_JOB_CANCELLED:
-        conduct.call_code = c.VIR_ERR_OPERATION_ABORTED  # someone aborted the job
+    if ended_as == constants.VIR_DOMAIN_JOB_CANCELLED:
+        conduct.call_code = constants.VIR_ERR_OPERATION_ABORTED  # someone aborted the job
     return _establish(domain, how, conduct, Outcome("unknown", None, last, None, passes, actions))
 
 
@@ -176,8 +176,8 @@ def _establish(domain: Any, how: Watch, conduct: classify.Conduct, result: Outco
     started = how.clock.now()
     while True:
         source = read_source(domain, lambda s: True, JobReader())
-        if c.VIR_DOMAIN_JOB_CANCELLED in (source.last_job, source.job):
-            conduct.call_code = c.VIR_ERR_OPERATION_ABORTED  # someone aborted the job
+        if constants.VIR_DOMAIN_JOB_CANCELLED in (source.last_job, source.job):
+            conduct.call_code = constants.VIR_ERR_OPERATION_ABORTED  # someone aborted the job
         waited = how.clock.now() - started
         out_of_time = waited >= how.establish_timeout
         verdict = classify.classify(classify.Facts(conduct, source, how.dest(),

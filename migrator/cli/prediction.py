@@ -13,8 +13,7 @@ import argparse
 import sys
 from typing import Any, TextIO
 
-from migrator import _libvirt, exception, forecast, units
-from migrator import constants as c
+from migrator import _libvirt, constants, exception, forecast, units
 from migrator.cli import common
 from migrator.cli.common import UsageError
 from migrator.predict import STRATEGIES, Estimate, Limits, Prediction
@@ -48,7 +47,7 @@ def lookup(conn: Any, name: str, uri: str) -> Any:
     try:
         return conn.lookupByName(name)
     except Exception as exc:  # libvirtError without importing libvirt here
-        if _libvirt.error_code(exc) == c.VIR_ERR_NO_DOMAIN:
+        if _libvirt.error_code(exc) == constants.VIR_ERR_NO_DOMAIN:
             raise UsageError(f"no domain {name!r} on {uri}") from None
         raise UsageError(f"cannot look up {name!r} on {uri}: "
                          f"{_libvirt.error_message(exc)}") from None

@@ -25,9 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from migrator import constants as C
+from migrator import constants
 from migrator.testing import errors as E
-from migrator.testing.hypervisor import rate_at
+from migrator.testing.physics import rate_at
 
 if TYPE_CHECKING:
     from migrator.testing.world import DomainRecord, Host
@@ -36,9 +36,9 @@ MiB = 1024**2
 MIN_SECONDS, MAX_SECONDS = 1, 60
 API_SINCE = (7, 2, 0)
 _MODES = {
-    C.VIR_DOMAIN_DIRTYRATE_MODE_PAGE_SAMPLING: "page-sampling",
-    C.VIR_DOMAIN_DIRTYRATE_MODE_DIRTY_BITMAP: "dirty-bitmap",
-    C.VIR_DOMAIN_DIRTYRATE_MODE_DIRTY_RING: "dirty-ring",
+    constants.VIR_DOMAIN_DIRTYRATE_MODE_PAGE_SAMPLING: "page-sampling",
+    constants.VIR_DOMAIN_DIRTYRATE_MODE_DIRTY_BITMAP: "dirty-bitmap",
+    constants.VIR_DOMAIN_DIRTYRATE_MODE_DIRTY_RING: "dirty-ring",
 }
 # Samples of a callable dirty rate over one window.
 _STEPS = 100
@@ -56,8 +56,8 @@ class DirtyRateCalc:
     def stats(self, rec: DomainRecord, now: float) -> dict[str, Any]:
         done = now >= self.start + self.seconds
         out: dict[str, Any] = {
-            "dirtyrate.calc_status": C.VIR_DOMAIN_DIRTYRATE_MEASURED if done
-            else C.VIR_DOMAIN_DIRTYRATE_MEASURING,
+            "dirtyrate.calc_status": constants.VIR_DOMAIN_DIRTYRATE_MEASURED if done
+            else constants.VIR_DOMAIN_DIRTYRATE_MEASURING,
             "dirtyrate.calc_start_time": int(self.start),
             "dirtyrate.calc_period": self.seconds,
             "dirtyrate.calc_mode": self.mode,
@@ -81,42 +81,43 @@ def _written(rec: DomainRecord, start: float, seconds: float) -> float:
 def start(host: Host, rec: DomainRecord, seconds: int, flags: int, now: float) -> None:
     """``virDomainStartDirtyRateCalc`` on ``rec``, refused the way libvirt refuses it."""
     if host.libvirt_version < API_SINCE:
-        raise E.spec(C.VIR_ERR_NO_SUPPORT, C.VIR_FROM_NONE, "virDomainStartDirtyRateCalc").exc()
+        raise E.spec(constants.VIR_ERR_NO_SUPPORT, constants.VIR_FROM_NONE,
+                     "virDomainStartDirtyRateCalc").exc()
     if not MIN_SECONDS <= seconds <= MAX_SECONDS:
-        raise E.spec(C.VIR_ERR_CONFIG_UNSUPPORTED, C.VIR_FROM_QEMU,
+        raise E.spec(constants.VIR_ERR_CONFIG_UNSUPPORTED, constants.VIR_FROM_QEMU,
                      f"seconds={seconds} is invalid, please choose value within "
                      f"[{MIN_SECONDS}, {MAX_SECONDS}].").exc()
     if flags not in _MODES:
-        raise E.spec(C.VIR_ERR_INVALID_ARG, C.VIR_FROM_DOMAIN,
+        raise E.spec(constants.VIR_ERR_INVALID_ARG, constants.VIR_FROM_DOMAIN,
                      f"unsupported flags (0x{flags:x}) in function "
                      "qemuDomainStartDirtyRateCalc").exc()
-    if flags == C.VIR_DOMAIN_DIRTYRATE_MODE_DIRTY_RING:
-        raise E.spec(C.VIR_ERR_OPERATION_UNSUPPORTED, C.VIR_FROM_QEMU,
+    if flags == constants.VIR_DOMAIN_DIRTYRATE_MODE_DIRTY_RING:
+        raise E.spec(constants.VIR_ERR_OPERATION_UNSUPPORTED, constants.VIR_FROM_QEMU,
                      "dirty-ring calculation mode requires dirty-ring feature enabled.").exc()
     if not rec.active:
         raise E.domain_not_running().exc()
     if rec.outgoing is not None or rec.incoming is not None:
         raise E.state_lock_timeout().exc()  # real libvirt: after waiting 30 s
     rec.dirty_calc = DirtyRateCalc(now, seconds, _MODES[flags],
-                                   running=rec.state == C.VIR_DOMAIN_RUNNING)
+                                   running=rec.state == constants.VIR_DOMAIN_RUNNING)
 
 
 def domain_stats(host: Host, rec: DomainRecord, stats: int, flags: int,
                  now: float) -> dict[str, Any]:
     """One domain's entry of ``domainListGetStats`` for the groups the fake knows."""
-    known = C.VIR_DOMAIN_STATS_STATE | (
-        C.VIR_DOMAIN_STATS_DIRTYRATE if host.libvirt_version >= API_SINCE else 0)
+    known = constants.VIR_DOMAIN_STATS_STATE | (
+        constants.VIR_DOMAIN_STATS_DIRTYRATE if host.libvirt_version >= API_SINCE else 0)
     wanted = stats or known
-    if flags & C.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ENFORCE_STATS and wanted & ~known:
-        raise E.spec(C.VIR_ERR_ARGUMENT_UNSUPPORTED, C.VIR_FROM_NONE,
+    if flags & constants.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ENFORCE_STATS and wanted & ~known:
+        raise E.spec(constants.VIR_ERR_ARGUMENT_UNSUPPORTED, constants.VIR_FROM_NONE,
                      f"Stats types bits 0x{wanted & ~known:x} are not supported by this "
                      "daemon").exc()
     out: dict[str, Any] = {}
-    if wanted & C.VIR_DOMAIN_STATS_STATE:
+    if wanted & constants.VIR_DOMAIN_STATS_STATE:
         out.update({"state.state": rec.state, "state.reason": rec.reason})
-    if wanted & known & C.VIR_DOMAIN_STATS_DIRTYRATE and rec.active:
+    if wanted & known & constants.VIR_DOMAIN_STATS_DIRTYRATE and rec.active:
         calc = rec.dirty_calc
         out.update(calc.stats(rec, now) if calc is not None else {
-            "dirtyrate.calc_status": C.VIR_DOMAIN_DIRTYRATE_UNSTARTED,
+            "dirtyrate.calc_status": constants.VIR_DOMAIN_DIRTYRATE_UNSTARTED,
             "dirtyrate.calc_start_time": 0, "dirtyrate.calc_period": 0})
     return out

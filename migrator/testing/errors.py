@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from migrator import constants as C
+from migrator import constants
 
 VIR_ERR_WARNING = 1
 VIR_ERR_ERROR = 2
@@ -24,20 +24,20 @@ VIR_ERR_INVALID_CONN = 6
 VIR_ERR_MIGRATE_UNSAFE = 81
 
 _PREFIX = {
-    C.VIR_ERR_INTERNAL_ERROR: "internal error: ",
-    C.VIR_ERR_NO_SUPPORT: "this function is not supported by the connection driver: ",
+    constants.VIR_ERR_INTERNAL_ERROR: "internal error: ",
+    constants.VIR_ERR_NO_SUPPORT: "this function is not supported by the connection driver: ",
     VIR_ERR_INVALID_CONN: "invalid connection pointer in ",
-    C.VIR_ERR_INVALID_ARG: "invalid argument: ",
-    C.VIR_ERR_OPERATION_FAILED: "operation failed: ",
-    C.VIR_ERR_SYSTEM_ERROR: "",
-    C.VIR_ERR_NO_DOMAIN: "Domain not found: ",
-    C.VIR_ERR_OPERATION_INVALID: "Requested operation is not valid: ",
-    C.VIR_ERR_CONFIG_UNSUPPORTED: "unsupported configuration: ",
-    C.VIR_ERR_OPERATION_TIMEOUT: "Timed out during operation: ",
-    C.VIR_ERR_ARGUMENT_UNSUPPORTED: "argument unsupported: ",
-    C.VIR_ERR_OPERATION_ABORTED: "operation aborted: ",
+    constants.VIR_ERR_INVALID_ARG: "invalid argument: ",
+    constants.VIR_ERR_OPERATION_FAILED: "operation failed: ",
+    constants.VIR_ERR_SYSTEM_ERROR: "",
+    constants.VIR_ERR_NO_DOMAIN: "Domain not found: ",
+    constants.VIR_ERR_OPERATION_INVALID: "Requested operation is not valid: ",
+    constants.VIR_ERR_CONFIG_UNSUPPORTED: "unsupported configuration: ",
+    constants.VIR_ERR_OPERATION_TIMEOUT: "Timed out during operation: ",
+    constants.VIR_ERR_ARGUMENT_UNSUPPORTED: "argument unsupported: ",
+    constants.VIR_ERR_OPERATION_ABORTED: "operation aborted: ",
     VIR_ERR_MIGRATE_UNSAFE: "Unsafe migration: ",
-    C.VIR_ERR_OPERATION_UNSUPPORTED: "Operation not supported: ",
+    constants.VIR_ERR_OPERATION_UNSUPPORTED: "Operation not supported: ",
 }
 
 
@@ -140,45 +140,48 @@ _MIG_OUT = "migration out"
 
 
 def domain_not_running() -> ErrorSpec:
-    return spec(C.VIR_ERR_OPERATION_INVALID, C.VIR_FROM_DOMAIN, "domain is not running")
+    return spec(constants.VIR_ERR_OPERATION_INVALID, constants.VIR_FROM_DOMAIN,
+                "domain is not running")
 
 
 def no_domain_uuid(uuid: str, name: str) -> ErrorSpec:
     return spec(
-        C.VIR_ERR_NO_DOMAIN,
-        C.VIR_FROM_QEMU,
+        constants.VIR_ERR_NO_DOMAIN,
+        constants.VIR_FROM_QEMU,
         f"no domain with matching uuid '{uuid}' ({name})",
     )
 
 
 def no_domain_name(name: str) -> ErrorSpec:
-    return spec(C.VIR_ERR_NO_DOMAIN, C.VIR_FROM_QEMU, f"no domain with matching name '{name}'")
+    return spec(constants.VIR_ERR_NO_DOMAIN, constants.VIR_FROM_QEMU,
+                f"no domain with matching name '{name}'")
 
 
 def socket_closed() -> ErrorSpec:
-    return spec(C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_RPC, "client socket is closed")
+    return spec(constants.VIR_ERR_INTERNAL_ERROR, constants.VIR_FROM_RPC, "client socket is closed")
 
 
 def connection_refused(host: str, port: int) -> ErrorSpec:
     return spec(
-        C.VIR_ERR_SYSTEM_ERROR,
-        C.VIR_FROM_RPC,
+        constants.VIR_ERR_SYSTEM_ERROR,
+        constants.VIR_FROM_RPC,
         f"unable to connect to server at '{host}:{port}': Connection refused",
     )
 
 
 def invalid_connection(function: str) -> ErrorSpec:
-    return spec(VIR_ERR_INVALID_CONN, C.VIR_FROM_NONE, function)
+    return spec(VIR_ERR_INVALID_CONN, constants.VIR_FROM_NONE, function)
 
 
 def no_job() -> ErrorSpec:
-    return spec(C.VIR_ERR_OPERATION_INVALID, C.VIR_FROM_QEMU, "no job is active on the domain")
+    return spec(constants.VIR_ERR_OPERATION_INVALID, constants.VIR_FROM_QEMU,
+                "no job is active on the domain")
 
 
 def abort_in_postcopy() -> ErrorSpec:
     return spec(
-        C.VIR_ERR_OPERATION_INVALID,
-        C.VIR_FROM_QEMU,
+        constants.VIR_ERR_OPERATION_INVALID,
+        constants.VIR_FROM_QEMU,
         "cannot abort migration in post-copy mode",
     )
 
@@ -186,8 +189,8 @@ def abort_in_postcopy() -> ErrorSpec:
 def abort_incoming() -> ErrorSpec:
     # unverified wording (libvirt's qemuDomainAbortJobFlags)
     return spec(
-        C.VIR_ERR_OPERATION_INVALID,
-        C.VIR_FROM_QEMU,
+        constants.VIR_ERR_OPERATION_INVALID,
+        constants.VIR_FROM_QEMU,
         "cannot abort incoming migration; use virDomainDestroy instead",
     )
 
@@ -195,16 +198,16 @@ def abort_incoming() -> ErrorSpec:
 def abort_postcopy_not_in_postcopy() -> ErrorSpec:
     # unverified wording (VIR_DOMAIN_ABORT_JOB_POSTCOPY outside post-copy)
     return spec(
-        C.VIR_ERR_OPERATION_INVALID,
-        C.VIR_FROM_QEMU,
+        constants.VIR_ERR_OPERATION_INVALID,
+        constants.VIR_FROM_QEMU,
         "current job is not outgoing migration in post-copy mode",
     )
 
 
 def postcopy_no_job() -> ErrorSpec:
     return spec(
-        C.VIR_ERR_OPERATION_INVALID,
-        C.VIR_FROM_QEMU,
+        constants.VIR_ERR_OPERATION_INVALID,
+        constants.VIR_FROM_QEMU,
         "post-copy can only be started while outgoing migration is in progress",
     )
 
@@ -212,52 +215,56 @@ def postcopy_no_job() -> ErrorSpec:
 def postcopy_not_enabled() -> ErrorSpec:
     # unverified wording
     return spec(
-        C.VIR_ERR_OPERATION_INVALID,
-        C.VIR_FROM_QEMU,
+        constants.VIR_ERR_OPERATION_INVALID,
+        constants.VIR_FROM_QEMU,
         "switching to post-copy requires migration to be started with VIR_MIGRATE_POSTCOPY flag",
     )
 
 
 def postcopy_already_started() -> ErrorSpec:
     # unverified wording
-    return spec(C.VIR_ERR_OPERATION_INVALID, C.VIR_FROM_QEMU, "post-copy already started")
+    return spec(constants.VIR_ERR_OPERATION_INVALID, constants.VIR_FROM_QEMU,
+                "post-copy already started")
 
 
 def stats_only_on_source() -> ErrorSpec:
     return spec(
-        C.VIR_ERR_OPERATION_UNSUPPORTED,
-        C.VIR_FROM_QEMU,
+        constants.VIR_ERR_OPERATION_UNSUPPORTED,
+        constants.VIR_FROM_QEMU,
         "migration statistics are available only on the source host",
     )
 
 
 def job_canceled() -> ErrorSpec:
     return spec(
-        C.VIR_ERR_OPERATION_ABORTED, C.VIR_FROM_QEMU, f"job '{_MIG_OUT}' canceled by client"
+        constants.VIR_ERR_OPERATION_ABORTED, constants.VIR_FROM_QEMU,
+        f"job '{_MIG_OUT}' canceled by client"
     )
 
 
 def canceled_before_start() -> ErrorSpec:
     # the wording of the checks before QEMU's migration runs (NBD copy, start)
-    return spec(C.VIR_ERR_OPERATION_ABORTED, C.VIR_FROM_QEMU, f"{_MIG_OUT}: canceled by client")
+    return spec(constants.VIR_ERR_OPERATION_ABORTED, constants.VIR_FROM_QEMU,
+                f"{_MIG_OUT}: canceled by client")
 
 
 def failed_in_postcopy() -> ErrorSpec:
     return spec(
-        C.VIR_ERR_OPERATION_FAILED,
-        C.VIR_FROM_QEMU,
+        constants.VIR_ERR_OPERATION_FAILED,
+        constants.VIR_FROM_QEMU,
         f"job '{_MIG_OUT}' failed in post-copy phase",
     )
 
 
 def job_failed(reason: str) -> ErrorSpec:
-    return spec(C.VIR_ERR_OPERATION_FAILED, C.VIR_FROM_QEMU, f"job '{_MIG_OUT}' failed: {reason}")
+    return spec(constants.VIR_ERR_OPERATION_FAILED, constants.VIR_FROM_QEMU,
+                f"job '{_MIG_OUT}' failed: {reason}")
 
 
 def state_lock_timeout() -> ErrorSpec:
     return spec(
-        C.VIR_ERR_OPERATION_TIMEOUT,
-        C.VIR_FROM_QEMU,
+        constants.VIR_ERR_OPERATION_TIMEOUT,
+        constants.VIR_FROM_QEMU,
         "cannot acquire state change lock (held by "
         "monitor=remoteDispatchDomainMigratePerform3Params)",
     )
@@ -266,8 +273,8 @@ def state_lock_timeout() -> ErrorSpec:
 def downtime_out_of_range() -> ErrorSpec:
     # QEMU's QMP error as libvirt wraps it (unverified wording)
     return spec(
-        C.VIR_ERR_INTERNAL_ERROR,
-        C.VIR_FROM_QEMU,
+        constants.VIR_ERR_INTERNAL_ERROR,
+        constants.VIR_FROM_QEMU,
         "unable to execute QEMU command 'migrate-set-parameters': Parameter "
         "'downtime_limit' expects an integer in the range of 0 to 2000 seconds",
     )
@@ -275,14 +282,15 @@ def downtime_out_of_range() -> ErrorSpec:
 
 def event_loop_missing() -> ErrorSpec:
     return spec(
-        C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_NONE, "could not initialize domain event timer"
+        constants.VIR_ERR_INTERNAL_ERROR, constants.VIR_FROM_NONE,
+        "could not initialize domain event timer"
     )
 
 
 def tls_credentials_missing() -> ErrorSpec:
     # README §7 reports code 1 and this text; the error domain is unverified
     return spec(
-        C.VIR_ERR_INTERNAL_ERROR,
-        C.VIR_FROM_QEMU,
+        constants.VIR_ERR_INTERNAL_ERROR,
+        constants.VIR_FROM_QEMU,
         "Unable to access credentials /etc/pki/qemu/ca-cert.pem",
     )

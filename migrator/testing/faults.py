@@ -15,9 +15,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from migrator import constants as C
+from migrator import constants
 from migrator.testing import errors as E
+from migrator.testing import fakeconnect
 from migrator.testing.errors import ErrorSpec, libvirtError
+from migrator.testing.model import SimulationStalled
 
 if TYPE_CHECKING:
     from migrator.testing.world import World
@@ -33,10 +35,10 @@ def _as_spec(
         return error
     if isinstance(error, libvirtError):
         if error.err is None:
-            return ErrorSpec(C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_NONE, str(error))
+            return ErrorSpec(constants.VIR_ERR_INTERNAL_ERROR, constants.VIR_FROM_NONE, str(error))
         return ErrorSpec(error.get_error_code(), error.get_error_domain(), str(error))
     if code is not None:
-        return ErrorSpec(code, C.VIR_FROM_QEMU if domain is None else domain, message or "")
+        return ErrorSpec(code, constants.VIR_FROM_QEMU if domain is None else domain, message or "")
     return None
 
 
@@ -147,7 +149,8 @@ class Faults:
         """jobStats raising the post-completion race of Nova bug 1982284."""
         return self.fail(
             "jobStats",
-            E.spec(C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_QEMU, C.NO_RAM_INFO_MESSAGE),
+            E.spec(constants.VIR_ERR_INTERNAL_ERROR, constants.VIR_FROM_QEMU,
+                   constants.NO_RAM_INFO_MESSAGE),
             times=times,
             host=host,
             guest=guest,
@@ -229,12 +232,11 @@ class Faults:
         The job runs in ``host``'s daemon like any peer-to-peer job, with no
         client of this process waiting for it.
         """
-        from migrator.testing import fakelibvirt
-
         if flags is None:
-            flags = (C.VIR_MIGRATE_LIVE | C.VIR_MIGRATE_PEER2PEER | C.VIR_MIGRATE_PERSIST_DEST
-                     | C.VIR_MIGRATE_UNDEFINE_SOURCE)
-        conn = fakelibvirt.virConnect(self._world, self._world.host(host), f"qemu:///{host}")
+            flags = (constants.VIR_MIGRATE_LIVE | constants.VIR_MIGRATE_PEER2PEER
+                     | constants.VIR_MIGRATE_PERSIST_DEST
+                     | constants.VIR_MIGRATE_UNDEFINE_SOURCE)
+        conn = fakeconnect.virConnect(self._world, self._world.host(host), f"qemu:///{host}")
         dom = conn.lookupByName(guest)
         with dom._call("migrateToURI3") as world:
             waiter = dom._start_migration(world, f"qemu+tcp://{dest}/system", params or {},
@@ -251,7 +253,8 @@ class Faults:
             rec = self._world.host(host).by_name(guest)
             if rec is None:
                 raise KeyError(f"no domain {guest!r} on {host!r}")
-            rec.state, rec.reason, rec.id = C.VIR_DOMAIN_SHUTOFF, C.VIR_DOMAIN_SHUTOFF_MIGRATED, -1
+            rec.state, rec.reason, rec.id = (constants.VIR_DOMAIN_SHUTOFF,
+                                             constants.VIR_DOMAIN_SHUTOFF_MIGRATED, -1)
             rec.persistent = True
 
     def clear(self) -> None:
@@ -310,8 +313,6 @@ class Faults:
                 if now != last_t:
                     last_t, last_real = now, time.monotonic()
                 elif time.monotonic() - last_real > world.stall_timeout:
-                    from migrator.testing.world import SimulationStalled
-
                     raise SimulationStalled(
                         f"fake libvirt: {rule.method} hangs for {rule.hang} virtual seconds "
                         "but nobody advances the clock"

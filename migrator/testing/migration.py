@@ -21,48 +21,38 @@ destination RUNNING, both with reason POSTCOPY_FAILED (libvirt >= 8.5).
 
 from __future__ import annotations
 
-import enum
 import math
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from migrator import constants as C
+from migrator import constants
 from migrator.testing import errors as E
+from migrator.testing import jobcounters
 from migrator.testing.errors import ErrorSpec
 from migrator.testing.hypervisor import (
     AutoConverge,
     Completed,
     Happening,
     Iteration,
-    Phase,
     Snapshot,
     Switchover,
     Transfer,
 )
+from migrator.testing.jobrequests import FAILABLE, JobRequests
+from migrator.testing.libvirt_values import (
+    VIR_DOMAIN_EVENT_DEFINED_ADDED,
+    VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED,
+    VIR_DOMAIN_EVENT_UNDEFINED_REMOVED,
+    VIR_DOMAIN_PAUSED_MIGRATION,
+)
+from migrator.testing.model import DomainRecord, JobPhase
 from migrator.testing.rules import migrated_disks
 
 if TYPE_CHECKING:
-    from migrator.testing.world import DomainRecord, Host, Waiter, World
+    from migrator.testing.model import Host, Waiter
+    from migrator.testing.world import World
 
 MiB = 1024**2
-
-# Local names for libvirt values migrator.constants does not carry.
-VIR_DOMAIN_EVENT_DEFINED_ADDED = 0
-VIR_DOMAIN_EVENT_UNDEFINED_REMOVED = 0
-VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED = 4
-VIR_DOMAIN_PAUSED_MIGRATION = 2
-
-
-class JobPhase(enum.Enum):
-    PREPARE = "prepare"
-    SETUP = "setup"
-    TRANSFER = "transfer"
-    SWITCHOVER = "switchover"
-    POSTCOPY = "postcopy"
-    POSTCOPY_PAUSED = "postcopy-paused"
-    FINISH = "finish"
-    CANCELLING = "cancelling"
-    DONE = "done"
 
 
 _TRANSFER_PHASES = (
@@ -71,20 +61,9 @@ _TRANSFER_PHASES = (
     JobPhase.POSTCOPY,
     JobPhase.POSTCOPY_PAUSED,
 )
-_FAILABLE = (
-    JobPhase.PREPARE,
-    JobPhase.SETUP,
-    JobPhase.TRANSFER,
-    JobPhase.SWITCHOVER,
-    JobPhase.POSTCOPY,
-)
 
 
-def _ms(seconds: float) -> int:
-    return int(round(seconds * 1000))
-
-
-class MigrationJob:
+class MigrationJob(JobRequests):
     """An outgoing migration from ``src`` to ``dst``; owned and stepped by the world."""
 
     def __init__(
@@ -110,16 +89,17 @@ class MigrationJob:
         self.transfer: Transfer | None = None
         self.dst: DomainRecord | None = None
         self._dst_was_defined = False
-        self.dest_name: str = params.get(C.VIR_MIGRATE_PARAM_DEST_NAME) or rec.name
+        self.dest_name: str = params.get(constants.VIR_MIGRATE_PARAM_DEST_NAME) or rec.name
         # P2P keeps a guest that was paused before the migration paused.
-        self.dest_paused = bool(flags & C.VIR_MIGRATE_PAUSED) or rec.state == C.VIR_DOMAIN_PAUSED
+        self.dest_paused = (bool(flags & constants.VIR_MIGRATE_PAUSED)
+                            or rec.state == constants.VIR_DOMAIN_PAUSED)
         self.abort_pending = False
         self.cancel_error: ErrorSpec | None = None
         self.saved_downtime_ms = rec.max_downtime_ms
-        bw = params.get(C.VIR_MIGRATE_PARAM_BANDWIDTH) or rec.max_speed_mibps
+        bw = params.get(constants.VIR_MIGRATE_PARAM_BANDWIDTH) or rec.max_speed_mibps
         self.bandwidth_mibps: int = bw
         self.postcopy_mibps: int = (
-            params.get(C.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY) or rec.postcopy_speed_mibps
+            params.get(constants.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY) or rec.postcopy_speed_mibps
         )
         self.user_paused_at: float | None = None
         self.migration_paused_at: float | None = None
@@ -168,7 +148,7 @@ class MigrationJob:
         out = math.inf
         if p in (JobPhase.PREPARE, JobPhase.SETUP, JobPhase.FINISH, JobPhase.CANCELLING):
             out = self.phase_end
-        if self.fail_at is not None and p in _FAILABLE:
+        if self.fail_at is not None and p in FAILABLE:
             out = min(out, self.fail_at)
         if self.pc_fail_at is not None and p is JobPhase.POSTCOPY:
             out = min(out, self.pc_fail_at)
@@ -211,14 +191,14 @@ class MigrationJob:
             self.restore_at = None
             self.world.set_link(self.src_host.name, self.dst_host.name, True)
             return
-        if self.fail_at is not None and self.fail_at <= now and self.phase in _FAILABLE:
+        if self.fail_at is not None and self.fail_at <= now and self.phase in FAILABLE:
             self.fail_at = None
             error = self.fail_error or E.socket_closed()
             if self.phase is JobPhase.POSTCOPY:
                 self.world.set_link(self.src_host.name, self.dst_host.name, False)
                 self._postcopy_broken(now)
             else:
-                self._teardown(now, C.VIR_DOMAIN_JOB_FAILED, error)
+                self._teardown(now, constants.VIR_DOMAIN_JOB_FAILED, error)
             return
         if (
             self.pc_fail_at is not None
@@ -238,19 +218,20 @@ class MigrationJob:
         elif self.phase is JobPhase.FINISH:
             self._succeed(now)
         elif self.phase is JobPhase.CANCELLING:
-            self._teardown(now, C.VIR_DOMAIN_JOB_CANCELLED, self.cancel_error or E.job_canceled())
+            self._teardown(now, constants.VIR_DOMAIN_JOB_CANCELLED,
+                           self.cancel_error or E.job_canceled())
 
     # -- phase transitions ------------------------------------------------------------
 
     def _end_prepare(self, now: float) -> None:
         if self.abort_pending:
-            self._teardown(now, C.VIR_DOMAIN_JOB_CANCELLED, E.canceled_before_start())
+            self._teardown(now, constants.VIR_DOMAIN_JOB_CANCELLED, E.canceled_before_start())
             return
-        if self.flags & C.VIR_MIGRATE_TLS and not (
+        if self.flags & constants.VIR_MIGRATE_TLS and not (
             self.src_host.tls_certificates and self.dst_host.tls_certificates
         ):
             # README §7: native TLS without certificates fails at run time
-            self._teardown(now, C.VIR_DOMAIN_JOB_FAILED, E.tls_credentials_missing())
+            self._teardown(now, constants.VIR_DOMAIN_JOB_FAILED, E.tls_credentials_missing())
             return
         w, host = self.world, self.dst_host
         existing = host.domains.get(self.rec.uuid)
@@ -260,30 +241,29 @@ class MigrationJob:
             dst.name = self.dest_name
             dst.guest = self.rec.guest
         else:
-            from migrator.testing.world import DomainRecord
-
             dst = DomainRecord(
                 name=self.dest_name,
                 uuid=self.rec.uuid,
                 guest=self.rec.guest,
-                state=C.VIR_DOMAIN_PAUSED,
+                state=constants.VIR_DOMAIN_PAUSED,
                 reason=VIR_DOMAIN_PAUSED_MIGRATION,
                 persistent=False,
             )
             host.domains[dst.uuid] = dst
-        dst.state, dst.reason = C.VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_MIGRATION
+        dst.state, dst.reason = constants.VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_MIGRATION
         dst.id = host.next_id()
         dst.incoming = self
         dst.completed = None
         self.dst = dst
-        w.lifecycle(host, dst, C.VIR_DOMAIN_EVENT_STARTED, C.VIR_DOMAIN_EVENT_STARTED_MIGRATED)
+        w.lifecycle(host, dst, constants.VIR_DOMAIN_EVENT_STARTED,
+                    constants.VIR_DOMAIN_EVENT_STARTED_MIGRATED)
         self.phase = JobPhase.SETUP
         self.phase_end = now + w.timings.setup
 
     def _end_setup(self, now: float) -> None:
         w, rec = self.world, self.rec
-        uri = self.params.get(C.VIR_MIGRATE_PARAM_URI)
-        if uri and not self.flags & C.VIR_MIGRATE_TUNNELLED:
+        uri = self.params.get(constants.VIR_MIGRATE_PARAM_URI)
+        if uri and not self.flags & constants.VIR_MIGRATE_TUNNELLED:
             if uri.startswith("tcp:") and not uri.startswith("tcp://"):
                 uri = "tcp://" + uri[4:]  # libvirt also takes QEMU's "tcp:host:port"
             parts = urlsplit(uri)
@@ -292,13 +272,13 @@ class MigrationJob:
                 # QEMU cannot reach the data address (unverified wording)
                 port = parts.port or 49152
                 reason = f"Failed to connect to '{parts.hostname}:{port}': Connection refused"
-                self._teardown(now, C.VIR_DOMAIN_JOB_FAILED, E.job_failed(reason))
+                self._teardown(now, constants.VIR_DOMAIN_JOB_FAILED, E.job_failed(reason))
                 return
         ac = None
-        if self.flags & C.VIR_MIGRATE_AUTO_CONVERGE:
+        if self.flags & constants.VIR_MIGRATE_AUTO_CONVERGE:
             ac = AutoConverge(
-                initial=self.params.get(C.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL, 20),
-                increment=self.params.get(C.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT, 10),
+                initial=self.params.get(constants.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL, 20),
+                increment=self.params.get(constants.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT, 10),
             )
         g = rec.guest
         self.transfer = Transfer(
@@ -317,30 +297,28 @@ class MigrationJob:
         )
         if self.postcopy_requested:
             self.transfer.request_postcopy()
-        if rec.state == C.VIR_DOMAIN_PAUSED:
+        if rec.state == constants.VIR_DOMAIN_PAUSED:
             self.transfer.set_guest_running(False)
-        elif not self.flags & C.VIR_MIGRATE_LIVE:
+        elif not self.flags & constants.VIR_MIGRATE_LIVE:
             self._pause_source(now)
             self.migration_paused_at = now
         self.phase = JobPhase.TRANSFER
 
     def _pause_source(self, now: float) -> None:
         rec = self.rec
-        if rec.state == C.VIR_DOMAIN_RUNNING:
-            rec.state, rec.reason = C.VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_MIGRATION
-            self.world.lifecycle(
-                self.src_host,
-                rec,
-                C.VIR_DOMAIN_EVENT_SUSPENDED,
-                C.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED,
-            )
+        if rec.state == constants.VIR_DOMAIN_RUNNING:
+            self.world.transition(self.src_host, rec, constants.VIR_DOMAIN_PAUSED,
+                                  VIR_DOMAIN_PAUSED_MIGRATION,
+                                  constants.VIR_DOMAIN_EVENT_SUSPENDED,
+                                  constants.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED)
         if self.transfer is not None:
             self.transfer.set_guest_running(False)
 
     def _on_happening(self, h: Happening) -> None:
         w = self.world
         if isinstance(h, Iteration):
-            w.emit(self.src_host, self.rec, C.VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION, h.number)
+            w.emit(self.src_host, self.rec, constants.VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION,
+                   h.number)
         elif isinstance(h, Switchover):
             self.switch_time = h.time
             if h.postcopy:
@@ -352,29 +330,38 @@ class MigrationJob:
             self._transfer_done(h)
 
     def _start_postcopy(self, now: float) -> None:
-        w, rec, dst = self.world, self.rec, self.dst
         self.phase = JobPhase.POSTCOPY
         self.postcopy_switched = True
         self._pause_source(now)
-        rec.state, rec.reason = C.VIR_DOMAIN_PAUSED, C.VIR_DOMAIN_PAUSED_POSTCOPY
-        w.lifecycle(
-            self.src_host, rec, C.VIR_DOMAIN_EVENT_SUSPENDED, C.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY
-        )
-        if dst is not None:
-            self._define_dest()
-            dst.state, dst.reason = C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_POSTCOPY
-            w.lifecycle(
-                self.dst_host, dst, C.VIR_DOMAIN_EVENT_RESUMED, C.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY
-            )
+        self._show_post_copy(define_dest=True)
         if self.pc_fault is not None:
             self.pc_fail_at = now + self.pc_fault.after
 
+    def _show_post_copy(self, define_dest: bool) -> None:
+        """The source pauses for post-copy; the destination runs the guest."""
+        self.world.transition(self.src_host, self.rec, constants.VIR_DOMAIN_PAUSED,
+                              constants.VIR_DOMAIN_PAUSED_POSTCOPY,
+                              constants.VIR_DOMAIN_EVENT_SUSPENDED,
+                              constants.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY)
+        if self.dst is not None:
+            if define_dest:
+                self._define_dest()
+            self._dest_runs(constants.VIR_DOMAIN_RUNNING_POSTCOPY,
+                            constants.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY)
+
+    def _dest_runs(self, reason: int, detail: int) -> None:
+        assert self.dst is not None
+        self.world.transition(self.dst_host, self.dst, constants.VIR_DOMAIN_RUNNING, reason,
+                              constants.VIR_DOMAIN_EVENT_RESUMED, detail)
+
     def _define_dest(self) -> None:
         dst = self.dst
-        if dst is not None and self.flags & C.VIR_MIGRATE_PERSIST_DEST and not dst.persistent:
+        if (dst is not None and self.flags & constants.VIR_MIGRATE_PERSIST_DEST
+                and not dst.persistent):
             dst.persistent = True
             self.world.lifecycle(
-                self.dst_host, dst, C.VIR_DOMAIN_EVENT_DEFINED, VIR_DOMAIN_EVENT_DEFINED_ADDED
+                self.dst_host, dst, constants.VIR_DOMAIN_EVENT_DEFINED,
+                VIR_DOMAIN_EVENT_DEFINED_ADDED
             )
 
     def _transfer_done(self, h: Completed) -> None:
@@ -382,13 +369,8 @@ class MigrationJob:
         if self.phase is JobPhase.POSTCOPY:
             self.downtime = h.downtime
             if dst is not None:
-                dst.state, dst.reason = C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_MIGRATED
-                w.lifecycle(
-                    self.dst_host,
-                    dst,
-                    C.VIR_DOMAIN_EVENT_RESUMED,
-                    C.VIR_DOMAIN_EVENT_RESUMED_MIGRATED,
-                )
+                self._dest_runs(constants.VIR_DOMAIN_RUNNING_MIGRATED,
+                                constants.VIR_DOMAIN_EVENT_RESUMED_MIGRATED)
         else:
             paused_since = self.migration_paused_at
             if self.user_paused_at is not None:
@@ -397,42 +379,34 @@ class MigrationJob:
             if dst is not None:
                 self._define_dest()
                 if self.dest_paused:
-                    dst.state, dst.reason = C.VIR_DOMAIN_PAUSED, C.VIR_DOMAIN_PAUSED_USER
-                    w.lifecycle(
-                        self.dst_host,
-                        dst,
-                        C.VIR_DOMAIN_EVENT_SUSPENDED,
-                        C.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED,
-                    )
+                    w.transition(self.dst_host, dst, constants.VIR_DOMAIN_PAUSED,
+                                 constants.VIR_DOMAIN_PAUSED_USER,
+                                 constants.VIR_DOMAIN_EVENT_SUSPENDED,
+                                 constants.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED)
                 else:
-                    dst.state, dst.reason = C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_MIGRATED
-                    w.lifecycle(
-                        self.dst_host,
-                        dst,
-                        C.VIR_DOMAIN_EVENT_RESUMED,
-                        C.VIR_DOMAIN_EVENT_RESUMED_MIGRATED,
-                    )
+                    self._dest_runs(constants.VIR_DOMAIN_RUNNING_MIGRATED,
+                                    constants.VIR_DOMAIN_EVENT_RESUMED_MIGRATED)
         self.phase = JobPhase.FINISH
         self.phase_end = h.time + w.timings.finish
 
     def _succeed(self, now: float) -> None:
         w, rec, dst = self.world, self.rec, self.dst
         self.end_time = now
-        out_stats = self.completed_stats(C.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT)
+        out_stats = self.completed_stats(constants.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT)
         rec.outgoing = None
-        rec.state, rec.reason, rec.id = C.VIR_DOMAIN_SHUTOFF, C.VIR_DOMAIN_SHUTOFF_MIGRATED, -1
+        rec.id = -1
         rec.completed = out_stats
-        w.lifecycle(
-            self.src_host, rec, C.VIR_DOMAIN_EVENT_STOPPED, C.VIR_DOMAIN_EVENT_STOPPED_MIGRATED
-        )
-        w.emit(self.src_host, rec, C.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED, dict(out_stats))
-        if self.flags & C.VIR_MIGRATE_UNDEFINE_SOURCE or not rec.persistent:
+        w.transition(self.src_host, rec, constants.VIR_DOMAIN_SHUTOFF,
+                     constants.VIR_DOMAIN_SHUTOFF_MIGRATED, constants.VIR_DOMAIN_EVENT_STOPPED,
+                     constants.VIR_DOMAIN_EVENT_STOPPED_MIGRATED)
+        w.emit(self.src_host, rec, constants.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED, dict(out_stats))
+        if self.flags & constants.VIR_MIGRATE_UNDEFINE_SOURCE or not rec.persistent:
             self.src_host.domains.pop(rec.uuid, None)
             if rec.persistent:
                 w.lifecycle(
                     self.src_host,
                     rec,
-                    C.VIR_DOMAIN_EVENT_UNDEFINED,
+                    constants.VIR_DOMAIN_EVENT_UNDEFINED,
                     VIR_DOMAIN_EVENT_UNDEFINED_REMOVED,
                 )
         if dst is not None:
@@ -441,7 +415,7 @@ class MigrationJob:
             dst.completed = (
                 None
                 if self.postcopy_switched
-                else self.completed_stats(C.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN)
+                else self.completed_stats(constants.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN)
             )
         self._close(None)
 
@@ -453,27 +427,26 @@ class MigrationJob:
             dst.incoming = None
             dst.id = -1
             if self._dst_was_defined:
-                dst.state, dst.reason = C.VIR_DOMAIN_SHUTOFF, C.VIR_DOMAIN_SHUTOFF_UNKNOWN
+                dst.state, dst.reason = (constants.VIR_DOMAIN_SHUTOFF,
+                                         constants.VIR_DOMAIN_SHUTOFF_UNKNOWN)
             else:
                 self.dst_host.domains.pop(dst.uuid, None)
             w.lifecycle(
-                self.dst_host, dst, C.VIR_DOMAIN_EVENT_STOPPED, C.VIR_DOMAIN_EVENT_STOPPED_FAILED
+                self.dst_host, dst, constants.VIR_DOMAIN_EVENT_STOPPED,
+                constants.VIR_DOMAIN_EVENT_STOPPED_FAILED
             )
         if rec.outgoing is self:
             rec.outgoing = None
-            if rec.state == C.VIR_DOMAIN_PAUSED and rec.reason == VIR_DOMAIN_PAUSED_MIGRATION:
-                rec.state = C.VIR_DOMAIN_RUNNING
-                rec.reason = C.VIR_DOMAIN_RUNNING_MIGRATION_CANCELED
-                w.lifecycle(
-                    self.src_host,
-                    rec,
-                    C.VIR_DOMAIN_EVENT_RESUMED,
-                    C.VIR_DOMAIN_EVENT_RESUMED_MIGRATED,
-                )
+            if (rec.state == constants.VIR_DOMAIN_PAUSED
+                    and rec.reason == VIR_DOMAIN_PAUSED_MIGRATION):
+                w.transition(self.src_host, rec, constants.VIR_DOMAIN_RUNNING,
+                             constants.VIR_DOMAIN_RUNNING_MIGRATION_CANCELED,
+                             constants.VIR_DOMAIN_EVENT_RESUMED,
+                             constants.VIR_DOMAIN_EVENT_RESUMED_MIGRATED)
             # libvirt restores the migration parameters it found at the start.
             rec.max_downtime_ms = self.saved_downtime_ms
-            stats = self.completed_stats(C.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT, job_type)
-            if job_type == C.VIR_DOMAIN_JOB_FAILED:
+            stats = self.completed_stats(constants.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT, job_type)
+            if job_type == constants.VIR_DOMAIN_JOB_FAILED:
                 stats["errmsg"] = error.message
             rec.completed = stats
         self._close(error)
@@ -490,218 +463,24 @@ class MigrationJob:
         self.phase = JobPhase.POSTCOPY_PAUSED
         if self.transfer is not None:
             self.transfer.pause_postcopy()
-        rec.state, rec.reason = C.VIR_DOMAIN_PAUSED, C.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED
-        w.lifecycle(
-            self.src_host,
-            rec,
-            C.VIR_DOMAIN_EVENT_SUSPENDED,
-            C.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED,
-        )
+        w.transition(self.src_host, rec, constants.VIR_DOMAIN_PAUSED,
+                     constants.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED,
+                     constants.VIR_DOMAIN_EVENT_SUSPENDED,
+                     constants.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED)
         if dst is not None:
-            dst.state, dst.reason = C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED
-            w.lifecycle(
-                self.dst_host,
-                dst,
-                C.VIR_DOMAIN_EVENT_RESUMED,
-                VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED,
-            )
+            self._dest_runs(constants.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED,
+                            VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED)
         waiters, self.waiters = self.waiters, []
         w.post(waiters, E.failed_in_postcopy())
 
-    # -- requests from the API (world lock held, at world.now) ------------------------------
-
-    def request_abort(self, now: float) -> None:
-        """abortJob() on the source."""
-        p = self.phase
-        if p is JobPhase.PREPARE:
-            self.abort_pending = True
-        elif p in (JobPhase.SETUP, JobPhase.TRANSFER, JobPhase.SWITCHOVER):
-            in_disk_copy = self.transfer is not None and self.transfer.phase is Phase.DISK
-            self.cancel_error = E.canceled_before_start() if in_disk_copy else E.job_canceled()
-            self.frozen = self.transfer.snapshot() if self.transfer is not None else None
-            self.phase = JobPhase.CANCELLING
-            self.phase_end = now + self.world.timings.abort
-        elif p in (JobPhase.POSTCOPY, JobPhase.POSTCOPY_PAUSED):
-            raise E.abort_in_postcopy().exc()
-        elif p is JobPhase.FINISH:
-            raise E.domain_not_running().exc()
-        # CANCELLING: already on its way out
-
-    def request_postcopy_pause(self, now: float) -> None:
-        """abortJobFlags(VIR_DOMAIN_ABORT_JOB_POSTCOPY): pause post-copy so it can resume."""
-        if self.phase is not JobPhase.POSTCOPY:
-            raise E.abort_postcopy_not_in_postcopy().exc()
-        self._postcopy_broken(now)
-
-    def start_postcopy(self) -> None:
-        """migrateStartPostCopy() on the source."""
-        if self.phase in (JobPhase.POSTCOPY, JobPhase.POSTCOPY_PAUSED):
-            raise E.postcopy_already_started().exc()
-        if self.phase not in (JobPhase.SETUP, JobPhase.TRANSFER):
-            raise E.postcopy_no_job().exc()
-        if not self.flags & C.VIR_MIGRATE_POSTCOPY:
-            raise E.postcopy_not_enabled().exc()
-        self.postcopy_requested = True  # in setup: switch as soon as pages flow
-        if self.transfer is not None:
-            self.transfer.request_postcopy()
-            self.world.flush()
-
-    def resume_postcopy(self, waiter: Waiter) -> None:
-        """migrateToURI3(..., POSTCOPY | POSTCOPY_RESUME) on a broken post-copy."""
-        w, rec, dst = self.world, self.rec, self.dst
-        if not w.link_up(self.src_host, self.dst_host) or not self.dst_host.reachable:
-            raise E.connection_refused(self.dst_host.hostname, self.dst_host.port).exc()
-        if self.dest_lost:
-            # the destination QEMU is gone: nothing to resume (unverified wording)
-            raise E.job_failed("domain is not running").exc()
-        self.phase = JobPhase.POSTCOPY
-        if self.transfer is not None:
-            self.transfer.resume_postcopy()
-        rec.state, rec.reason = C.VIR_DOMAIN_PAUSED, C.VIR_DOMAIN_PAUSED_POSTCOPY
-        w.lifecycle(
-            self.src_host, rec, C.VIR_DOMAIN_EVENT_SUSPENDED, C.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY
-        )
-        if dst is not None:
-            dst.state, dst.reason = C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_POSTCOPY
-            w.lifecycle(
-                self.dst_host, dst, C.VIR_DOMAIN_EVENT_RESUMED, C.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY
-            )
-        self.waiters.append(waiter)
-
-    def set_max_downtime(self, ms: int) -> None:
-        if self.transfer is not None:
-            self.transfer.set_downtime_limit(ms / 1000.0)
-            self.world.flush()
-
-    def set_max_speed(self, mibps: int, postcopy: bool) -> None:
-        if postcopy:
-            self.postcopy_mibps = mibps
-            if self.transfer is not None:
-                self.transfer.set_postcopy_bandwidth(self._postcopy_bandwidth())
-            return
-        self.bandwidth_mibps = mibps
-        if self.transfer is not None:
-            self.transfer.set_bandwidth(self._bandwidth())
-            self.world.flush()
-
-    def on_guest_paused(self, now: float) -> None:
-        """The user suspended the source guest: it stops dirtying memory."""
-        self.user_paused_at = now
-        if self.transfer is not None:
-            self.transfer.set_guest_running(False)
-
-    def on_guest_resumed(self) -> None:
-        self.user_paused_at = None
-        if self.transfer is not None and self.phase is JobPhase.TRANSFER:
-            self.transfer.set_guest_running(True)
-
-    def on_source_destroyed(self, now: float) -> None:
-        if self.phase in (JobPhase.POSTCOPY, JobPhase.POSTCOPY_PAUSED):
-            if self.phase is JobPhase.POSTCOPY:
-                self._postcopy_broken(now)
-            return
-        self._teardown(now, C.VIR_DOMAIN_JOB_FAILED, E.domain_not_running())
-
-    def on_dest_destroyed(self, now: float) -> None:
-        """The destination domain was destroyed; in post-copy the guest is lost."""
-        if self.phase in (JobPhase.POSTCOPY, JobPhase.POSTCOPY_PAUSED):
-            self.dest_lost = True
-            if self.phase is JobPhase.POSTCOPY:
-                self._postcopy_broken(now)
-            if self.dst is not None:
-                self.dst.incoming = None
-        elif self.phase in _FAILABLE:
-            self._teardown(now, C.VIR_DOMAIN_JOB_FAILED, E.socket_closed())
-
-    # -- statistics ----------------------------------------------------------------------
+    # -- statistics (migrator.testing.jobcounters) -----------------------------------------
 
     def stats(self, now: float) -> dict[str, Any]:
         """jobStats() on the source while the job runs."""
-        p = self.phase
-        if p is JobPhase.PREPARE:
-            return {"type": C.VIR_DOMAIN_JOB_NONE}
-        if p in (JobPhase.SWITCHOVER, JobPhase.FINISH, JobPhase.DONE):
-            raise E.domain_not_running().exc()
-        out: dict[str, Any] = {
-            "type": C.VIR_DOMAIN_JOB_UNBOUNDED,
-            "operation": C.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT,
-            "time_elapsed": _ms(now - self.t0),
-        }
-        if p is JobPhase.CANCELLING:
-            out["type"] = C.VIR_DOMAIN_JOB_CANCELLED
-            snap = self.frozen
-        else:
-            snap = self.transfer.snapshot() if self.transfer is not None else None
-        if snap is None:  # setup: everything still 0
-            out.update(dict.fromkeys(_COUNTER_KEYS, 0))
-            return out
-        out["setup_time"] = _ms(self.world.timings.setup)
-        out.update(self._counters(snap))
-        return out
-
-    def _counters(self, snap: Snapshot) -> dict[str, Any]:
-        out = {
-            "downtime": snap.expected_downtime_ms,
-            "data_total": snap.memory_total + snap.disk_total,
-            "data_processed": snap.memory_processed + snap.disk_processed,
-            "data_remaining": snap.memory_remaining + snap.disk_remaining,
-            "memory_total": snap.memory_total,
-            "memory_processed": snap.memory_processed,
-            "memory_remaining": snap.memory_remaining,
-            "memory_constant": 0,
-            "memory_normal": snap.memory_processed // snap.page_size,
-            "memory_normal_bytes": snap.memory_processed,
-            "memory_bps": snap.bps,
-            "memory_dirty_rate": snap.dirty_pages_rate,
-            "memory_page_size": snap.page_size,
-            "memory_iteration": snap.iteration,
-            "memory_postcopy_requests": snap.postcopy_requests,
-            "disk_total": snap.disk_total,
-            "disk_processed": snap.disk_processed,
-            "disk_remaining": snap.disk_remaining,
-        }
-        if self.flags & C.VIR_MIGRATE_AUTO_CONVERGE and snap.throttle > 0:
-            out["auto_converge_throttle"] = snap.throttle
-        return out
+        return jobcounters.running_stats(self, now)
 
     def completed_stats(
-        self, operation: int, job_type: int = C.VIR_DOMAIN_JOB_COMPLETED
+        self, operation: int, job_type: int = constants.VIR_DOMAIN_JOB_COMPLETED
     ) -> dict[str, Any]:
         """What jobStats(VIR_DOMAIN_JOB_STATS_COMPLETED) returns after the job."""
-        end = self.end_time if self.end_time is not None else self.world.now
-        out: dict[str, Any] = {
-            "type": job_type,
-            "operation": operation,
-            "time_elapsed": _ms(end - self.t0),
-            "time_elapsed_net": _ms(end - self.t0),
-        }
-        snap = self.frozen or (self.transfer.snapshot() if self.transfer is not None else None)
-        if snap is None:
-            return out
-        out["setup_time"] = _ms(self.world.timings.setup)
-        out.update(self._counters(snap))
-        if not out["memory_bps"] and self.transfer is not None:
-            out["memory_bps"] = int(self.transfer.bandwidth)  # the last rate QEMU measured
-        if job_type == C.VIR_DOMAIN_JOB_COMPLETED:
-            out["downtime"] = _ms(self.downtime or 0.0)
-            out["downtime_net"] = out["downtime"]
-        return out
-
-
-_COUNTER_KEYS = (
-    "data_total",
-    "data_processed",
-    "data_remaining",
-    "memory_total",
-    "memory_processed",
-    "memory_remaining",
-    "memory_constant",
-    "memory_normal",
-    "memory_normal_bytes",
-    "memory_dirty_rate",
-    "memory_iteration",
-    "memory_postcopy_requests",
-    "disk_total",
-    "disk_processed",
-    "disk_remaining",
-)
+        return jobcounters.completed_stats(self, operation, job_type)

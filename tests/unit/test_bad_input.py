@@ -30,7 +30,6 @@ from migrator import constants as C
 from migrator.driver import LiveMigrationDriver
 from migrator.testing import GiB, MiB
 from migrator.testing import fakelibvirt as fl
-from migrator.testing.fixture import FakeLibvirtFixture
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = str(ROOT / "etc" / "migrator.conf.sample")
@@ -79,16 +78,12 @@ def conf_from(text: str) -> cfg.ConfigOpts:
     return conf  # oslo.config read the file while parsing
 
 
-@pytest.fixture
-def fake():
-    fx = FakeLibvirtFixture(require_event_loop=False)
-    fx.setUp()
-    fx.world.add_host("src")
-    fx.world.add_host("dst")
-    fx.world.add_guest("src", "vm1", memory=2 * GiB, working_set=512 * MiB,
-                       dirty_rate=100 * MiB)
-    yield fx
-    fx.cleanUp()
+@pytest.fixture(autouse=True)
+def guest_vm1(request):
+    """A test that uses the fake libvirt (conftest's ``fake``) finds guest vm1 on src."""
+    if "fake" in request.fixturenames:
+        request.getfixturevalue("fake").world.add_guest(
+            "src", "vm1", memory=2 * GiB, working_set=512 * MiB, dirty_rate=100 * MiB)
 
 
 def driver_for(fake, conf):

@@ -10,6 +10,7 @@ own migration, with native threads and under eventlet.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -23,25 +24,23 @@ import pytest
 
 from migrator import concurrency, exception
 from migrator import constants as C
-from migrator.driver import LiveMigrationDriver
 from migrator.testing import GiB, MiB
 from migrator.testing import fakelibvirt as fl
 from migrator.testing.config import make_conf
-from migrator.testing.fixture import FakeLibvirtFixture
+from tests.unit.helpers import driver_run
+from tests.unit.helpers.driver_run import open_driver, running_on
 
 ROOT = Path(__file__).resolve().parents[2]
 ACTIVE = ("preparing", "running", "recovering")
 
 
-@pytest.fixture
-def fake():
-    fx = FakeLibvirtFixture(require_event_loop=False)
-    fx.setUp()
-    fx.world.add_host("src", link_gbps=10)
-    for i in range(4):
-        fx.world.add_host(f"dst{i}", link_gbps=10)
-    yield fx
-    fx.cleanUp()
+@pytest.fixture(autouse=True)
+def four_destinations(request):
+    """A test that uses the fake libvirt gets hosts dst0..dst3 besides src and dst."""
+    if "fake" in request.fixturenames:
+        fake = request.getfixturevalue("fake")
+        for i in range(4):
+            fake.world.add_host(f"dst{i}", link_gbps=10)
 
 
 @pytest.fixture
@@ -59,13 +58,13 @@ def started(monkeypatch):
 
 
 
+# Hopeless guests of 2 GiB: they only hold their slots, no test here waits for their timeout.
+hopeless_guest = functools.partial(driver_run.hopeless_guest, memory=2 * GiB)
+
+
 def quick_guest(fake, name):
     fake.world.add_guest("src", name, memory=1 * GiB, working_set=256 * MiB,
                          dirty_rate=100 * MiB)
-
-
-def hopeless_guest(fake, name):
-    fake.world.add_guest("src", name, memory=2 * GiB, dirty_rate=2 * GiB)
 
 
 class Recorder:
@@ -126,11 +125,6 @@ def enqueue(driver, sampler, conn, name, dest, recorder, **fields):
     return handle
 
 
-def running_on(world, name):
-    return [h for h in world.hosts
-            if (rec := world.domain(h, name)) is not None and rec.state == C.VIR_DOMAIN_RUNNING]
-
-
 def check_own(handle, recorder, world, dest):
     """The outcome, its callback and the guest belong to this migration."""
     outcome = handle.wait(60)
@@ -163,11 +157,8 @@ def test_limit_never_exceeded_and_first_come_first_served(fake, started):
     n, limit = 30, 3
     for i in range(n):
         quick_guest(fake, f"vm{i}")
-    conn = fake.module.open("qemu+tcp://src/system")
+    driver, conn = open_driver(fake, make_conf(max_concurrent_live_migrations=limit))
     baseline = len(fake.world.connections())
-    driver = LiveMigrationDriver(make_conf(max_concurrent_live_migrations=limit), conn,
-                                 clock=fake.clock)
-    driver.init_host()
     sampler = Sampler(fake)
     rec = Recorder()
     handles = [enqueue(driver, sampler, conn, f"vm{i}", f"dst{i % 4}", rec) for i in range(n)]
@@ -183,9 +174,7 @@ def test_limit_never_exceeded_and_first_come_first_served(fake, started):
 def test_one_at_a_time_runs_in_request_order(fake, started):
     for i in range(8):
         quick_guest(fake, f"vm{i}")
-    conn = fake.module.open("qemu+tcp://src/system")
-    driver = LiveMigrationDriver(make_conf(), conn, clock=fake.clock)  # the default: 1
-    driver.init_host()
+    driver, conn = open_driver(fake)  # the default: 1
     sampler = Sampler(fake)
     rec = Recorder()
     handles = [enqueue(driver, sampler, conn, f"vm{i}", "dst0", rec) for i in range(8)]
@@ -208,9 +197,7 @@ def test_queue_order_does_not_depend_on_thread_scheduling(fake, started, monkeyp
         return real_spawn(target, name)
 
     monkeypatch.setattr(concurrency, "spawn", spawn)
-    conn = fake.module.open("qemu+tcp://src/system")
-    driver = LiveMigrationDriver(make_conf(), conn, clock=fake.clock)
-    driver.init_host()
+    driver, conn = open_driver(fake)
     rec = Recorder()
     handles = [driver.live_migration(conn.lookupByName(f"vm{i}"), "dst0",
                                      **rec.callbacks(f"vm{i}")) for i in range(3)]
@@ -224,18 +211,16 @@ def test_cancelled_while_queued_never_touches_libvirt(fake, started):
     for i in range(n):
         # the first two never converge (no completion timeout): they hold the slots
         (hopeless_guest if i < limit else quick_guest)(fake, f"vm{i}")
-    conn = fake.module.open("qemu+tcp://src/system")
-    baseline = len(fake.world.connections())
     opened = []
 
     def opener(uri):
         opened.append(uri)
         return fake.module.open(uri)
 
-    driver = LiveMigrationDriver(
-        make_conf(max_concurrent_live_migrations=limit, live_migration_completion_timeout=0),
-        conn, clock=fake.clock, open_connection=opener)
-    driver.init_host()
+    driver, conn = open_driver(fake, make_conf(
+        max_concurrent_live_migrations=limit, live_migration_completion_timeout=0),
+        open_connection=opener)
+    baseline = len(fake.world.connections())
     sampler = Sampler(fake)
     rec = Recorder()
     handles = [enqueue(driver, sampler, conn, f"vm{i}", "dst1", rec) for i in range(n)]
@@ -274,11 +259,9 @@ def test_without_own_queue_every_migration_starts_at_once(fake, started):
     n = 4
     for i in range(n):
         hopeless_guest(fake, f"vm{i}")
-    conn = fake.module.open("qemu+tcp://src/system")
-    baseline = len(fake.world.connections())
     conf = make_conf(max_concurrent_live_migrations=1, live_migration_completion_timeout=0)
-    driver = LiveMigrationDriver(conf, conn, clock=fake.clock, queue=False)
-    driver.init_host()
+    driver, conn = open_driver(fake, conf, queue=False)
+    baseline = len(fake.world.connections())
     rec = Recorder()
     handles = [driver.live_migration(conn.lookupByName(f"vm{i}"), f"dst{i}",
                                      **rec.callbacks(f"vm{i}")) for i in range(n)]
@@ -300,9 +283,7 @@ def test_without_own_queue_an_abort_before_the_start_cancels(fake, started, monk
     real_spawn = concurrency.spawn
     monkeypatch.setattr(concurrency, "spawn",
                         lambda target, name: real_spawn(lambda: (gate.wait(10), target()), name))
-    conn = fake.module.open("qemu+tcp://src/system")
-    driver = LiveMigrationDriver(make_conf(), conn, clock=fake.clock, queue=False)
-    driver.init_host()
+    driver, conn = open_driver(fake, queue=False)
     rec = Recorder()
     handle = driver.live_migration(conn.lookupByName("vm0"), "dst0", **rec.callbacks("vm0"))
     fut = handle.abort()
@@ -315,10 +296,7 @@ def test_without_own_queue_an_abort_before_the_start_cancels(fake, started, monk
 def test_same_guest_queued_twice_is_refused(fake):
     hopeless_guest(fake, "vm0")
     quick_guest(fake, "vm1")
-    conn = fake.module.open("qemu+tcp://src/system")
-    driver = LiveMigrationDriver(make_conf(live_migration_completion_timeout=0), conn,
-                                 clock=fake.clock)
-    driver.init_host()
+    driver, conn = open_driver(fake, make_conf(live_migration_completion_timeout=0))
     rec = Recorder()
     first = driver.live_migration(conn.lookupByName("vm0"), "dst0", **rec.callbacks("vm0"))
     queued = driver.live_migration(conn.lookupByName("vm1"), "dst1", **rec.callbacks("vm1"))
@@ -348,14 +326,11 @@ def test_many_simultaneous_migrations_native_threads(fake, started):
         else:
             kinds[name] = "completes"
             quick_guest(fake, name)
-    conn = fake.module.open("qemu+tcp://src/system")
+    # No completion timeout: with this many threads on one virtual clock, a starved
+    # migration thread can see tens of virtual seconds pass before its job starts.
+    driver, conn = open_driver(
+        fake, make_conf(max_concurrent_live_migrations=limit, live_migration_completion_timeout=0))
     baseline = len(fake.world.connections())
-    driver = LiveMigrationDriver(
-        # No completion timeout: with this many threads on one virtual clock, a starved
-        # migration thread can see tens of virtual seconds pass before its job starts.
-        make_conf(max_concurrent_live_migrations=limit, live_migration_completion_timeout=0),
-        conn, clock=fake.clock)
-    driver.init_host()
     sampler = Sampler(fake)
     rec = Recorder()
     handles, futures = [], {}
@@ -381,14 +356,10 @@ def test_many_simultaneous_migrations_native_threads(fake, started):
 def test_aborting_or_forcing_one_never_touches_another(fake):
     for i in range(4):
         fake.world.add_guest("src", f"vm{i}", memory=4 * GiB, dirty_rate=2 * GiB)
-    conn = fake.module.open("qemu+tcp://src/system")
     # force-complete at the completion timeout: 500 s/GiB x 4 GiB = 2000 s
-    driver = LiveMigrationDriver(
-        make_conf(max_concurrent_live_migrations=4, live_migration_completion_timeout=500,
-                  live_migration_timeout_action="force_complete",
-                  live_migration_monitor_interval=1),
-        conn, clock=fake.clock)
-    driver.init_host()
+    driver, conn = open_driver(fake, make_conf(
+        max_concurrent_live_migrations=4, live_migration_completion_timeout=500,
+        live_migration_timeout_action="force_complete", live_migration_monitor_interval=1))
     rec = Recorder()
     controls = {}
 
@@ -427,11 +398,8 @@ def test_aborting_or_forcing_one_never_touches_another(fake):
 
 def test_controls_from_many_threads_at_once(fake):
     hopeless_guest(fake, "vm0")
-    conn = fake.module.open("qemu+tcp://src/system")
     # no completion timeout: virtual time races on while the threads line up
-    driver = LiveMigrationDriver(make_conf(live_migration_completion_timeout=0), conn,
-                                 clock=fake.clock)
-    driver.init_host()
+    driver, conn = open_driver(fake, make_conf(live_migration_completion_timeout=0))
     rec = Recorder()
     handle = driver.live_migration(conn.lookupByName("vm0"), "dst0", **rec.callbacks("vm0"))
     barrier = threading.Barrier(16)

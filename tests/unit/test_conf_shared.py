@@ -11,8 +11,8 @@ from oslo_config import cfg
 
 import migrator.conf
 from migrator import exception
-from migrator.driver import LiveMigrationDriver
 from migrator.testing import GiB, MiB
+from tests.unit.helpers.driver_run import open_driver
 
 SERVICE_LIBVIRT = [
     cfg.IntOpt("live_migration_downtime", default=500, min=100, help="the service's text"),
@@ -86,9 +86,7 @@ def test_zero_concurrency_of_the_service_means_no_limit(fake, tmp_path):
         fake.world.add_guest("src", name, memory=1 * GiB, working_set=256 * MiB,
                              dirty_rate=100 * MiB)
     conf = service_conf("[DEFAULT]\nmax_concurrent_live_migrations = 0\n", tmp_path)
-    conn = fake.module.open("qemu+tcp://src/system")
-    driver = LiveMigrationDriver(conf, conn, clock=fake.clock)
-    driver.init_host()
+    driver, conn = open_driver(fake, conf)
     results = []
     handles = [driver.live_migration(conn.lookupByName(n), "dst", post_method=results.append,
                                      recover_method=results.append) for n in ("vm1", "vm2")]

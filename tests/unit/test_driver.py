@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -19,32 +18,14 @@ from migrator.driver import LiveMigrationDriver, MigrationRequest, migrate_and_w
 from migrator.testing import GiB, MiB
 from migrator.testing.config import make_conf
 from migrator.testing.fixture import FakeLibvirtFixture
+from tests.unit.helpers.driver_run import Calls, open_driver, post_copy_conf
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 
-class Calls:
-    """post/recover callbacks that count their calls."""
-
-    def __init__(self):
-        self.post: list = []
-        self.recover: list = []
-        self.done = threading.Event()
-
-    def post_method(self, outcome):
-        self.post.append(outcome)
-        self.done.set()
-
-    def recover_method(self, outcome):
-        self.recover.append(outcome)
-        self.done.set()
-
-
 def start(fake, conf, name="vm1", dest="dst", calls=None, **fields):
-    conn = fake.module.open("qemu+tcp://src/system")
-    driver = LiveMigrationDriver(conf, conn, clock=fake.clock)
-    driver.init_host()
+    driver, conn = open_driver(fake, conf)
     calls = calls or Calls()
     handle = driver.live_migration(conn.lookupByName(name), dest,
                                    post_method=calls.post_method,
@@ -132,10 +113,7 @@ def test_timeout_force_complete_post_copy(fake):
 
 def test_auto_converge_raises_throttle_until_it_converges(fake):
     fake.world.add_guest("src", "vm1", memory=4 * GiB, dirty_rate=1600 * MiB)
-    conn = fake.module.open("qemu+tcp://src/system")
-    driver = LiveMigrationDriver(make_conf(live_migration_permit_auto_converge=True), conn,
-                                 clock=fake.clock)
-    driver.init_host()
+    driver, conn = open_driver(fake, make_conf(live_migration_permit_auto_converge=True))
     throttles = []
     outcome = migrate_and_wait(driver, conn.lookupByName("vm1"), "dst", timeout=30,
                                on_sample=lambda t, s: throttles.append(s.auto_converge_throttle))
@@ -315,9 +293,7 @@ def test_controls_after_completion(fake):
 
 def test_callback_exception_is_reported(fake):
     fake.world.add_guest("src", "vm1", memory=1 * GiB)
-    conn = fake.module.open("qemu+tcp://src/system")
-    driver = LiveMigrationDriver(make_conf(), conn, clock=fake.clock)
-    driver.init_host()
+    driver, conn = open_driver(fake)
 
     def explode(outcome):
         raise RuntimeError("caller bug")
@@ -430,11 +406,6 @@ def test_adaptive_sets_needed_downtime_at_once(fake):
 
 
 # --- post-copy failure and recovery --------------------------------------------------
-
-
-def post_copy_conf(**kw):
-    return make_conf(live_migration_permit_post_copy=True, live_migration_completion_timeout=5,
-                     live_migration_timeout_action="force_complete", **kw)
 
 
 def test_post_copy_link_failure_is_resumed_when_the_link_returns(fake):

@@ -33,6 +33,7 @@ from tests.unit.helpers.driver_run import (
     check_settled,
     converging_guest,
     hopeless_guest,
+    post_copy_conf,
     wait_for_threads,
 )
 
@@ -450,12 +451,6 @@ def test_sample_hook_raises(fake):
 
 
 # -- post-copy failures -----------------------------------------------------------------
-
-
-def post_copy_conf(**kw):
-    # force-complete (post-copy) at 5 s/GiB x 4 GiB = 20 s
-    return make_conf(live_migration_permit_post_copy=True, live_migration_completion_timeout=5,
-                     live_migration_timeout_action="force_complete", **kw)
 
 
 def test_post_copy_resume_attempts_fail_then_succeed(fake):

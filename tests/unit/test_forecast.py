@@ -10,6 +10,7 @@ from migrator.driver import LiveMigrationDriver
 from migrator.forecast import DirtyRate
 from migrator.testing import GiB, MiB
 from migrator.testing.config import make_conf
+from tests.unit.helpers.driver_run import open_driver
 
 LINK = 10e9 / 8  # the fake's default 10 Gbit/s hosts
 
@@ -74,11 +75,8 @@ def test_guest_facts_read_memory_and_take_a_given_rate(fake) -> None:
 def test_driver_predicts_then_migrates(fake, policy, memory, working_set, rate) -> None:
     """Measure, predict, migrate, on the simulator: the prediction holds within 10 %."""
     fake.world.add_guest("src", "vm", memory=memory, working_set=working_set, dirty_rate=rate)
-    conn = fake.module.open("qemu+tcp://src/system")
-    driver = LiveMigrationDriver(make_conf(live_migration_convergence=policy,
-                                           live_migration_completion_timeout=100),
-                                 conn, clock=fake.clock)
-    driver.init_host()
+    driver, conn = open_driver(
+        fake, make_conf(live_migration_convergence=policy, live_migration_completion_timeout=100))
     dom = conn.lookupByName("vm")
     prediction = driver.predict(dom, link_rate=LINK)
     handle = driver.live_migration(dom, "dst", post_method=lambda o: None,
@@ -120,9 +118,7 @@ def migrate(conf, prior: bool, memory, working_set, rate):
         fx.world.add_host("src", link_gbps=10)
         fx.world.add_host("dst", link_gbps=10)
         fx.world.add_guest("src", "vm", memory=memory, working_set=working_set, dirty_rate=rate)
-        conn = fx.module.open("qemu+tcp://src/system")
-        driver = LiveMigrationDriver(conf, conn, clock=fx.clock)
-        driver.init_host()
+        driver, conn = open_driver(fx, conf)
         dom = conn.lookupByName("vm")
         prediction = driver.predict(dom, link_rate=LINK) if prior else None
         outcome = driver.live_migration(dom, "dst", post_method=lambda o: None,

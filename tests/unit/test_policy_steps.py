@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,7 +12,6 @@ from migrator.maxdowntime import MAX_DOWNTIME_ATTEMPTS
 from migrator.policy import (
     Action,
     ActionKind,
-    MonitorSettings,
     Policy,
     Tunables,
     completion_timeout,
@@ -22,6 +19,7 @@ from migrator.policy import (
     timeout_expired,
 )
 from migrator.steps import StepsPolicy
+from tests.unit.helpers.policy import Result, execute, fail_kind, kinds, make_settings, succeed
 
 RUNNING = JobSample(type=constants.VIR_DOMAIN_JOB_UNBOUNDED)
 OFF = Tunables(completion_timeout=0, timeout_action="abort")
@@ -30,58 +28,14 @@ NOVA = Tunables(completion_timeout=800, timeout_action="abort")
 K = ActionKind
 
 
-def make_settings(**overrides) -> MonitorSettings:
-    values = dict(
-        data_gb=4.0,
-        downtime_ms=500,
-        downtime_steps=10,
-        downtime_delay=75,
-        post_copy_enabled=False,
-        auto_converge_enabled=False,
-        monitor_interval=5,
-    )
-    values.update(overrides)
-    return MonitorSettings(**values)
-
-
 def make_policy(steps=None, **overrides) -> StepsPolicy:
     return StepsPolicy(make_settings(**overrides), steps=steps)
-
-
-Result = Callable[[Action], tuple[bool, str | None]]
-
-
-def succeed(action: Action) -> tuple[bool, str | None]:
-    return True, None
-
-
-def execute(policy: StepsPolicy, actions: list[Action], result: Result = succeed) -> list[Action]:
-    """What the loop does: execute each action, report it, run follow-ups at once."""
-    done: list[Action] = []
-    queue = list(actions)
-    while queue:
-        action = queue.pop(0)
-        done.append(action)
-        ok, error = result(action)
-        queue[0:0] = policy.action_result(action, ok, error, action.at)
-    return done
 
 
 def tick(
     policy: StepsPolicy, now: float, tunables: Tunables = OFF, result: Result = succeed
 ) -> list[Action]:
     return execute(policy, policy.on_sample(RUNNING, now, tunables), result)
-
-
-def kinds(actions: list[Action]) -> list[ActionKind]:
-    return [a.kind for a in actions]
-
-
-def fail_kind(kind: ActionKind, error: str = "boom") -> Result:
-    def result(action: Action) -> tuple[bool, str | None]:
-        return (False, error) if action.kind is kind else (True, None)
-
-    return result
 
 
 # -- the ramp -----------------------------------------------------------------

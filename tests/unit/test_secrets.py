@@ -17,8 +17,8 @@ from oslo_config import cfg
 
 import migrator.conf
 from migrator import cli, constants, exception, uri
-from migrator.driver import LiveMigrationDriver
 from migrator.testing import GiB, MiB
+from tests.unit.helpers.driver_run import open_driver
 
 PASSWORD = "s3cr3t"
 
@@ -169,9 +169,7 @@ def test_a_one_letter_password_leaves_libvirt_messages_readable(fake, make_conf)
         "migrateToURI3", code=constants.VIR_ERR_OPERATION_FAILED, domain=constants.VIR_FROM_QEMU,
         message="operation aborted: migration to qemu+tcp://admin:b@dst/system broke")
     conf = make_conf("live_migration_uri = qemu+tcp://admin:b@%s/system\n")
-    conn = fake.module.open("qemu+tcp://src/system")
-    driver = LiveMigrationDriver(conf, conn, clock=fake.clock)
-    driver.init_host()
+    driver, conn = open_driver(fake, conf)
     done = []
     handle = driver.live_migration(conn.lookupByName("vm1"), "dst", post_method=done.append,
                                    recover_method=done.append)

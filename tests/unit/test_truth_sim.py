@@ -34,6 +34,8 @@ from tests.unit.helpers.driver_run import (
     check_settled,
     converging_guest,
     hopeless_guest,
+    open_driver,
+    post_copy_conf,
     running_on,
     wait_for_threads,
 )
@@ -117,12 +119,6 @@ def test_source_cut_for_good_is_unknown_after_the_bound(fake, guest, at):
     assert "not established within 12" in outcome.reason
     assert fake.world.domain("src", "vm1") is None or running_on(fake.world, "vm1") == ["src"]
     assert wait_for_threads() == []
-
-
-def post_copy_conf(**kw):
-    # force-complete (post-copy) at 5 s/GiB x 4 GiB = 20 s
-    return make_conf(live_migration_permit_post_copy=True, live_migration_completion_timeout=5,
-                     live_migration_timeout_action="force_complete", **kw)
 
 
 @pytest.mark.parametrize("seconds", [10, None], ids=["for-a-while", "for-good"])
@@ -582,11 +578,8 @@ def test_cleanup_host_cancels_the_queue_and_leaves_running_jobs_to_libvirt(fake)
 
 def restarted(fake, conf):
     """A new service process: a new connection and driver, init_host() run."""
-    from migrator.driver import LiveMigrationDriver
 
-    conn = fake.module.open("qemu+tcp://src/system")
-    driver = LiveMigrationDriver(conf, conn, clock=fake.clock)
-    driver.init_host()
+    driver, conn = open_driver(fake, conf)
     return driver, conn
 
 

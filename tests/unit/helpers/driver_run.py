@@ -19,23 +19,32 @@ def converging_guest(fake, name="vm1"):
                          dirty_rate=1000 * MiB)
 
 
-def hopeless_guest(fake, name="vm1"):
+def hopeless_guest(fake, name="vm1", memory=4 * GiB):
     """Dirties faster than the link: never converges on its own."""
-    fake.world.add_guest("src", name, memory=4 * GiB, dirty_rate=2 * GiB)
+    fake.world.add_guest("src", name, memory=memory, dirty_rate=2 * GiB)
+
+
+def post_copy_conf(**kw):
+    """Force-complete by post-copy at the completion timeout: 5 s/GiB (20 s for 4 GiB)."""
+    return make_conf(live_migration_permit_post_copy=True, live_migration_completion_timeout=5,
+                     live_migration_timeout_action="force_complete", **kw)
 
 
 class Calls:
-    """post/recover callbacks that record every call."""
+    """post/recover callbacks that record every call; ``done`` is set at the first."""
 
     def __init__(self):
         self.post: list = []
         self.recover: list = []
+        self.done = threading.Event()
 
     def post_method(self, outcome):
         self.post.append(outcome)
+        self.done.set()
 
     def recover_method(self, outcome):
         self.recover.append(outcome)
+        self.done.set()
 
 
 class Run:
@@ -153,3 +162,15 @@ def check_settled(run: Run, timeout: float = 30, grace: float = 3.0):
 
 def actions(outcome, kind=None):
     return [a for a in outcome.actions if kind is None or a.action == kind]
+
+
+def open_driver(fake, conf=None, *, host="src", **kwargs):
+    """A driver on ``host``'s fake libvirt, initialised as a service does; and its connection.
+
+    ``kwargs`` go to :class:`LiveMigrationDriver` (``queue=False``, ``open_connection=``...).
+    """
+    conn = fake.module.open(f"qemu+tcp://{host}/system")
+    driver = LiveMigrationDriver(make_conf() if conf is None else conf, conn, clock=fake.clock,
+                                 **kwargs)
+    driver.init_host()
+    return driver, conn

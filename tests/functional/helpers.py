@@ -72,16 +72,20 @@ class Run:
     def wait_running(self, timeout: float = 60) -> None:
         """Until RAM is moving (the job really started)."""
         with contextlib.closing(self.rig.connect(self.src)) as conn:
-            dom = conn.lookupByName(self.name)
-            deadline = time.monotonic() + scaled(timeout)
-            while time.monotonic() < deadline:
-                with contextlib.suppress(libvirt.libvirtError):
-                    st = dom.jobStats()
-                    if st.get("type") == c.VIR_DOMAIN_JOB_UNBOUNDED and st.get(
-                            "memory_processed", 0) > 0:
-                        return
-                time.sleep(0.1)
-        raise AssertionError(f"migration job of {self.name} never ran")
+            wait_job_moving(conn.lookupByName(self.name), timeout)
+
+
+def wait_job_moving(dom, timeout: float = 60) -> dict[str, Any]:
+    """Until ``dom``'s migration job moves RAM (the job really started); its jobStats."""
+
+    def moving() -> dict[str, Any] | None:
+        with contextlib.suppress(libvirt.libvirtError):
+            st = dom.jobStats()
+            if st.get("type") == c.VIR_DOMAIN_JOB_UNBOUNDED and st.get("memory_processed", 0):
+                return st
+        return None
+
+    return wait_for(moving, timeout, f"the migration job of {dom.name()} to move memory")
 
 
 def assert_moved(rig, name: str, dst: str, tick_before: int | None) -> None:

@@ -39,9 +39,8 @@ from migrator.predict import (
     predict,
 )
 from migrator.tuning import POSSIBLE_FACTOR, SHRINKING_FAST, AdaptiveTuning
-from migrator.units import human_bytes
+from migrator.units import MiB, human_bytes
 
-MiB = 1024**2
 # The long window's distinct pages below this share of rate x window: a working set.
 SATURATED = 0.75
 # Passes without progress that confirm a stall the prediction foresaw (the adaptive

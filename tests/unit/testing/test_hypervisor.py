@@ -17,6 +17,7 @@ from migrator.testing.hypervisor import (
     ThrottleChanged,
     Transfer,
 )
+from tests.unit.helpers.precopy_reference import reference
 
 GiB = 1024**3
 MiB = 1024**2
@@ -47,35 +48,6 @@ def closed_form(V: float, R: float, D: float, limit: float = 0.3):
     passes = [V * lam**i for i in range(n + 1)]
     total = (V / R) * (1 - lam ** (n + 1)) / (1 - lam)
     return n, passes, total, V * lam**n / R
-
-
-def reference(V: float, W: float, R: float, D: float, limit: float = 0.3, dt: float = 1e-4):
-    """QEMU's rule stepped by brute force, ``dt`` at a time (no events, no shortcuts).
-
-    Pass 0 sends everything; every ``CHECK_SECONDS`` (and when nothing is left)
-    pending bytes are compared with R x limit; when they fit, the bitmap is
-    synced (pending U dirtied, dirtied within the working set W) and the guest
-    is stopped if the synced set fits too.  Returns (passes, total, downtime).
-    """
-    T = R * limit
-    ticks = round(CHECK_SECONDS / dt)
-    hot_fraction = W / V
-    pending, dirty, sent, passes, step = V, 0.0, 0.0, [], 0
-    while True:
-        step += 1
-        x = min(R * dt, pending)
-        pending -= x
-        sent += x
-        dirty = min(W, dirty + D * dt)
-        if (pending <= 0 or step % ticks == 0) and pending <= T:
-            cold = pending * (1 - hot_fraction)
-            hot = min(W, pending * hot_fraction + dirty)
-            passes.append(sent)
-            sent, dirty, pending = 0.0, 0.0, cold + hot
-            if pending <= T:
-                passes.append(pending)
-                return passes, step * dt + pending / R, pending / R
-            hot_fraction = hot / pending
 
 
 # (memory V, link R, dirty rate D): 10 Gbit 8 GiB busy, 1 Gbit slow, 20 Gbit

@@ -16,9 +16,9 @@ from migrator.testing.world import (
     Timings,
     World,
 )
+from tests.unit.helpers.precopy_reference import reference
 
 from .conftest import BASE_FLAGS, DST_URI, add_vm, err_tuple, error_of, make_fixture, start_run
-from .test_hypervisor import reference
 
 GBIT = 1e9 / 8
 

@@ -235,15 +235,23 @@ class AdaptivePolicy(BasePolicy):
 
     def _throttled_to_fit(self, r: PassEstimate) -> tuple[int, str] | None:
         """Auto-converge throttles the guest: the ceiling once pre-copy at it is predicted
-        to end with the throttled writes.
+        to end with the throttled writes, or at once when it can end only throttled.
 
         The set of a full pass (low max downtime) shrinks only as fast as the
         throttle rises; at the ceiling QEMU syncs as soon as what is left fits,
-        and a throttled guest writes little between two syncs.
+        a throttled guest writes little between two syncs, and QEMU raises the
+        throttle at a sync: the sooner the ceiling, the sooner the throttle.
         """
-        if r.throttle <= 0 or r.rate <= 0:
+        if not self.settings.auto_converge_enabled or r.rate <= 0:
             return None
         seconds = predict.precopy_seconds(r.dirty_set, r.writes, r.rate, self.ceiling_ms / 1000.0)
+        if r.throttle <= 0:
+            if not math.isinf(seconds):
+                return None  # ends unthrottled: the need decides (_downtime_for)
+            return self.ceiling_ms, (
+                f"; pre-copy cannot end unthrottled (guest writes {mib_text(r.writes)} MiB/s, "
+                f"link {mib_text(r.rate)} MiB/s) and auto-converge is permitted: max downtime "
+                f"at the ceiling, so QEMU syncs, and raises the throttle, sooner")
         if math.isinf(seconds):
             return None
         return self.ceiling_ms, (

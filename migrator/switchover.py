@@ -3,9 +3,10 @@
 The same physics as :mod:`migrator.predict` (QEMU's pass-by-pass pre-copy and
 the post-copy push), asked from a pass boundary or from between two:
 
-* :func:`post_copy_pays`: would pre-copy at the ceiling take longer than the
-  post-copy push by a margin?  Then switching now is the faster end (the
-  guest runs on the destination meanwhile, slower while its pages are pulled).
+* :func:`post_copy_pays`: would pre-copy at the ceiling, to the end of its
+  stop-and-copy, take longer than the post-copy push by a margin?  Then
+  switching now is the faster end (the guest runs on the destination
+  meanwhile, slower while its pages are pulled).
 * :func:`set_at_sync_now`: what a bitmap sync right now would find, so a
   switchover that fits the ceiling is seen between boundaries, not a pass
   (or a 0.5 s poll) later.
@@ -19,13 +20,15 @@ from dataclasses import dataclass
 from migrator import predict
 from migrator.jobstats import JobSample
 from migrator.passes import PassEstimate
+from migrator.precopy import PreCopy
 from migrator.units import mib_text, secs_text
 
-# Post-copy is started when pre-copy at the ceiling is predicted to take longer
-# than this many times the post-copy push.  Chosen on the simulator suite
-# (benchmarks/README.md): lower margins switch workloads pre-copy finishes
-# about as fast, in post-copy, for nothing; higher ones wait on workloads
-# post-copy ends sooner.
+# Post-copy is started when pre-copy at the ceiling (its passes and the final
+# stop-and-copy) is predicted to take longer than this many times the
+# post-copy push.  Chosen on the simulator suite (benchmarks/README.md, the
+# margin sweep): lower margins switch workloads pre-copy finishes about as
+# fast, in post-copy, for nothing; higher ones wait on workloads post-copy
+# ends sooner.
 POST_COPY_MARGIN = 1.5
 
 
@@ -33,7 +36,7 @@ POST_COPY_MARGIN = 1.5
 class PostCopyCase:
     """The two ends compared at one boundary (seconds from now; inf: never)."""
 
-    precopy_s: float  # pre-copy at the ceiling, to the switchover
+    precopy_s: float  # pre-copy at the ceiling: its passes and the stop-and-copy
     push_s: float  # the post-copy push of the dirty set
     margin: float
 
@@ -52,11 +55,19 @@ class PostCopyCase:
 
 def post_copy_pays(r: PassEstimate, ceiling_ms: int, margin: float = POST_COPY_MARGIN,
                    working_set: float | None = None) -> PostCopyCase | None:
-    """Compare the ends from boundary ``r``; None while the link rate is unknown."""
+    """Compare the ends from boundary ``r``; None while the link rate is unknown.
+
+    Both sides end when the last page is on the destination: pre-copy after
+    its stop-and-copy (up to the ceiling's worth of bytes, sent with the guest
+    stopped), post-copy after the push.  Leaving the stop-and-copy out made a
+    guest whose next set nearly fits look cheap to finish in pre-copy.
+    """
     if r.rate <= 0:
         return None
-    pre = predict.precopy_seconds(r.dirty_set, r.writes, r.rate, ceiling_ms / 1000.0,
-                                  working_set)
+    if r.dirty_set <= 0:
+        return PostCopyCase(0.0, 0.0, margin)
+    run = PreCopy(r.dirty_set, r.writes, r.rate, ceiling_ms / 1000.0, working_set).run()
+    pre = run.seconds + run.final_set / r.rate if run.ended == "switch" else math.inf
     return PostCopyCase(pre, predict.postcopy_seconds(r.dirty_set, r.rate), margin)
 
 

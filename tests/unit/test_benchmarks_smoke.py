@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import bound, overhead, sim, simreport
+from benchmarks import bound, margin, overhead, sim, simreport
 from benchmarks.common import Table, percentile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,6 +80,27 @@ def test_sim_command_writes_json(tmp_path: Path) -> None:
     assert "### T / T_best per band and option set" in proc.stdout
     doc = json.loads(out.read_text())
     assert doc["name"] == "sim" and doc["records"] and doc["tables"]
+
+
+def test_margin_quick() -> None:
+    report = margin.run(quick=True, jobs=1)
+    workloads = [w for w in sim.workloads(quick=True) if w.options == margin.OPTION]
+    rules = {margin._name(m) for m in margin.MARGINS}
+    adaptive = [r for r in report.records if r["policy"] in rules]
+    assert len(adaptive) == len(workloads) * len(margin.MARGINS)
+    for r in adaptive:
+        if r["status"] == "completed":
+            assert r["t_over_bound"] > 1.0  # nothing beats memory / bandwidth
+            assert r["downtime_ms"] is None or r["downtime_ms"] <= sim.CEILING_MS, r
+            assert (r["post_copy_s"] is not None) == (r["mode"] == "post-copy")
+            assert r["post_copy_s"] is None or 0 <= r["post_copy_s"] <= r["total_s"]
+    (table,) = report.tables
+    rows = _rows(table)
+    assert {r["rule"] for r in rows} == rules
+    assert {r["band (dirty/bw)"] for r in rows} == {b for b, _ in sim.BANDS}
+    for r in rows:  # each rule ran every workload of its band
+        done, total = r["completed"].split("/")
+        assert int(total) == len([w for w in workloads if w.band == r["band (dirty/bw)"]])
 
 
 def test_overhead_quick() -> None:

@@ -18,9 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migrator import constants
+from migrator import constants, predict, switchover
 from migrator.adaptive import AdaptivePolicy
 from migrator.jobstats import JobSample
+from migrator.passes import PassEstimate
 from migrator.policy import Action, ActionKind, Tunables
 from migrator.steps import StepsPolicy
 from migrator.tuning import AdaptiveTuning
@@ -712,6 +713,29 @@ def test_auto_converge_gets_time_while_the_throttle_rises_then_aborts_when_exhau
     assert any("auto-converge is still raising the throttle" in n for n in result.notes)
 
 
+def test_auto_converge_gets_the_ceiling_at_the_first_boundary_when_only_throttling_ends_it():
+    """The guest writes faster than the link: only auto-converge can end pre-copy, and QEMU
+    raises its throttle at a sync, which comes sooner at the ceiling."""
+    def throttle(t):
+        return 0 if t < 30 else min(99, 20 + 10 * int((t - 30) // 8))
+
+    def make_model():
+        return Model(memory=GiB, link=100 * MiB, dirty_rate=150 * MiB, throttle=throttle,
+                     dirty_set=lambda k, el, t: min(GiB, 150 * MiB * (1 - throttle(t) / 100) * el))
+
+    model = make_model()
+    result = run(make_policy(auto_converge_enabled=True), model, NOVA)
+    first = result.boundaries[0][0]
+    assert first < 30  # before any throttle
+    raised = [a for a in result.of(K.SET_MAX_DOWNTIME) if a.value == 500]
+    assert raised and raised[0].at == first
+    assert "cannot end unthrottled" in raised[0].reason
+    assert model.status == "completed" and model.downtime_ms <= 500
+    # Without auto-converge the same boundary leaves the max downtime alone.
+    plain = run(make_policy(STALL_ONLY), make_model(), NOVA, until=first + 0.1)
+    assert not [a for a in plain.of(K.SET_MAX_DOWNTIME) if a.value == 500]
+
+
 def test_auto_converge_that_never_throttles_counts_as_exhausted():
     model = Model(memory=GiB, link=100 * MiB, dirty_set=flat(500 * MiB))
     result = run(make_policy(auto_converge_enabled=True), model, NOVA)
@@ -779,6 +803,33 @@ def test_post_copy_when_pre_copy_would_take_far_longer_than_the_push():
     assert slow.status == "completed" and slow.mode == "pre-copy"
     push_done = switch.at + 4 * GiB / link  # at most all of memory is pushed
     assert push_done < pre.end  # it paid
+
+
+def test_post_copy_pays_counts_pre_copys_stop_and_copy():
+    """Both ends are compared to the last page on the destination: pre-copy's passes *and*
+    its stop-and-copy against the push (without the stop-and-copy: 1.46x, no switch)."""
+    r = PassEstimate(at=2.0, passes=1, iteration=2, dirty_set=819 * MiB, rate=1192 * MiB,
+                     need_ms=687.0, dirty_rate=954 * MiB, throttle=0)
+    to_switchover = predict.precopy_seconds(r.dirty_set, r.writes, r.rate, 0.5)
+    case = switchover.post_copy_pays(r, 500, margin=1.5)
+    assert case.push_s == pytest.approx(819 / 1192)
+    assert to_switchover <= 1.5 * case.push_s < case.precopy_s
+    assert case.precopy_s <= to_switchover + 0.5 + 1e-9  # the stop-copy fits the ceiling
+    assert case.pays
+
+
+def test_post_copy_at_the_first_boundary_on_the_classic_model_at_0_8():
+    # lambda = 0.8: pre-copy at the ceiling needs a few passes more and a full stop-copy;
+    # the push of the first pass's set ends sooner.
+    link = 1.1 * GiB
+    model = geometric(link, 0.8)
+    result = run(make_policy(post_copy_enabled=True), model, NOVA)
+    (switch,) = result.of(K.START_POST_COPY)
+    assert switch.at == result.boundaries[0][0] and model.status == "post-copy"
+    slow = geometric(link, 0.8)
+    pre = run(make_policy(STALL_ONLY, post_copy_enabled=True), slow, NOVA)
+    assert slow.status == "completed" and slow.mode == "pre-copy"
+    assert switch.at + 0.8 * 4 * GiB / link < pre.end  # the first pass's set, pushed
 
 
 def test_no_post_copy_where_pre_copy_ends_about_as_soon():

@@ -31,6 +31,8 @@ from tests.functional.helpers import (
     assert_moved,
     assert_stayed,
     guest,
+    scaled,
+    wait_job_moving,
 )
 
 libvirt = pytest.importorskip("libvirt")
@@ -151,7 +153,7 @@ def test_downtime_steps_applied(rig) -> None:
     seen: list[int] = []
     with contextlib.closing(rig.connect("a")) as conn:
         dom = conn.lookupByName("steps")
-        deadline = time.monotonic() + 40
+        deadline = time.monotonic() + scaled(40)
         # until the ramp's last step (QEMU's own default is 300 too, so wait for 233 first)
         while time.monotonic() < deadline and not (233 in seen and seen[-1] == 300):
             with contextlib.suppress(libvirt.libvirtError):
@@ -299,13 +301,7 @@ def test_cli_migrate_ctrl_c_aborts(rig, tmp_path) -> None:
     conf.write_text(f"[libvirt]\nlive_migration_bandwidth = {CAP}\n")
     proc = _cli(rig, "--config-file", str(conf), "clic", rig.b.addr)
     with contextlib.closing(rig.connect("a")) as conn:
-        dom = conn.lookupByName("clic")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(libvirt.libvirtError):
-                if dom.jobStats().get("memory_processed", 0) > 0:
-                    break
-            time.sleep(0.1)
+        wait_job_moving(conn.lookupByName("clic"))
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (out, err)

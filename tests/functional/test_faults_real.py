@@ -46,6 +46,7 @@ from tests.functional.helpers import (
     job_type,
     new_migrator_threads,
     open_sockets,
+    scaled,
     state,
     wait_for,
 )
@@ -316,7 +317,7 @@ def test_settled_handle_keeps_no_connection(netns_rig, ending) -> None:
         assert run.handle.abort().result(30) is True
     outcome = run.wait()
     assert outcome.status == ending, outcome
-    deadline = time.monotonic() + GRACE  # the migration's thread closes its connections
+    deadline = time.monotonic() + scaled(GRACE)  # the migration's thread closes its connections
     while new_migrator_threads(set()) and time.monotonic() < deadline:
         time.sleep(0.2)
     gc.collect()

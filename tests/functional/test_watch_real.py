@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from migrator import constants as c
-from tests.functional.helpers import wait_job_moving
+from tests.functional.helpers import scaled, wait_job_moving
 
 libvirt = pytest.importorskip("libvirt")
 
@@ -67,7 +67,7 @@ def test_ctrl_c_detaches_and_the_migration_goes_on(rig) -> None:
     try:
         _moving(rig, "w2")
         proc = _watch(rig, "w2")
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + scaled(60)
         line = ""
         while time.monotonic() < deadline and " migration running for " not in line:
             line = proc.stderr.readline()

@@ -33,13 +33,14 @@ import pytest
 from migrator import constants as c
 from migrator.driver import LiveMigrationDriver
 from migrator.testing.config import make_conf
-from tests.functional.test_driver_real import (
-    CAP,  # MiB/s: the NEVER guest (96 MiB rewritten flat out) never converges through it
+from tests.functional.helpers import (
+    CAP,
     NEVER,
     Run,
     assert_moved,
     assert_stayed,
     guest,
+    wait_for,
 )
 
 libvirt = pytest.importorskip("libvirt")
@@ -84,16 +85,6 @@ def client_cut(rig, host: str = "a") -> Iterator[int]:
     finally:
         os.rename(hidden, h.socket)
         rig._drop_conn(h.name)  # its cached connection died with the others
-
-
-def wait_for(pred, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.2)
 
 
 def runs_on_b(rig, name: str) -> bool:

@@ -153,12 +153,15 @@ _TEST_ENDED = re.compile(r"^\{\d+\} \S+ \[")
 def watch(proc: subprocess.Popen) -> int:
     """Echo a stestr run's output; kill its workers when no test ends for STALL_SECONDS.
 
-    Nova 34.0.0's functional fixtures can deadlock a worker for good (with Nova's own
-    driver too): ``_run_periodics()`` holds the cell database fixture's read lock while
-    it waits for the per-node resource updates it started, which queue for a read lock
-    behind a writer (the test thread polling the API) that waits for the first reader.
-    The per-test timeout then fires with the writer still queued, and the worker never
-    runs another test.  stestr reports the killed worker's test as failed.
+    Nova 34.0.0's functional fixtures can deadlock a worker for good (seen with Nova's
+    own driver too): ``_run_periodics()``, called by test_numa_live_migration's
+    ``migrateToURI3`` stub, holds the cell database fixture's read lock while it waits
+    for the per-node resource updates it started, which queue for a read lock behind a
+    writer (the test thread polling the API) that waits for the first reader.  The
+    per-test timeout then fires with the writer still queued (fasteners never removes
+    it), and the worker never runs another test.  The stacks of every thread are
+    dumped first (the harness's faulthandler), then the worker is killed; stestr
+    reports its test as failed.
     """
     last = [time.monotonic()]
 
@@ -177,13 +180,19 @@ def watch(proc: subprocess.Popen) -> int:
         if time.monotonic() - last[0] > STALL_SECONDS:
             stuck = _workers(proc.pid)
             print(f"=== no test ended for {STALL_SECONDS} s: killing stuck stestr worker(s) "
-                  f"{stuck}", flush=True)
-            for pid in stuck:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                  f"{stuck} (their threads' stacks first)", flush=True)
+            _signal(stuck, signal.SIGUSR1)  # the harness dumps the stacks (faulthandler)
+            time.sleep(3)
+            _signal(stuck, signal.SIGKILL)
             last[0] = time.monotonic()
     echoing.join()
     return proc.returncode
+
+
+def _signal(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
 
 
 def _workers(parent: int) -> list[int]:

@@ -166,3 +166,11 @@ if HOOKS and RECORD:
     import importlib.util  # noqa: E402 - stdlib only, before anything of Nova's
 
     sys.meta_path.insert(0, _AfterImport())
+
+if MODE:
+    import faulthandler  # noqa: E402 - stdlib only
+    import signal  # noqa: E402
+
+    # run_functional.py's stall watch sends SIGUSR1 before it kills a stuck worker:
+    # every thread's stack goes to the run's output, to show where it waits
+    faulthandler.register(signal.SIGUSR1, all_threads=True)

@@ -39,9 +39,8 @@ from migrator.predict import (
     predict,
 )
 from migrator.tuning import POSSIBLE_FACTOR, SHRINKING_FAST, AdaptiveTuning
-from migrator.units import human_bytes
+from migrator.units import MiB, human_bytes
 
-MiB = 1024**2
 # The long window's distinct pages below this share of rate x window: a working set.
 SATURATED = 0.75
 # Passes without progress that confirm a stall the prediction foresaw (the adaptive
@@ -96,7 +95,9 @@ def interpret(windows: tuple[Window, ...]) -> DirtyRate:
     working_set = None
     if longest > short:
         distinct = _mean(w.bytes_per_second for w in windows if w.seconds == longest) * longest
-        if distinct < SATURATED * rate * longest:
+        # nothing seen in the long windows while the short ones saw writes is sampling
+        # noise on a slow guest (few sampled pages), not a working set of zero
+        if 0 < distinct < SATURATED * rate * longest:
             working_set = distinct
     # a short window that saw (about) the whole working set only bounds the rate from below
     at_least = working_set is not None and rate * short >= 0.9 * working_set

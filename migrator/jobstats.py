@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from migrator import constants
+from migrator.units import GiB
 
-GiB = 1024**3
 DEFAULT_PAGE_SIZE = 4096
 # Nova counts RAM and every migrated disk as at least 2 GiB, so that small
 # guests still get a sane downtime ramp and completion timeout.

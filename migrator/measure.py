@@ -25,8 +25,8 @@ from typing import Any
 from migrator import _libvirt, constants, exception
 from migrator.clock import Clock, RealClock
 from migrator.forecast import DirtyRate, GuestFacts, Window, interpret
+from migrator.units import MiB
 
-MiB = 1024**2
 # Three 1 s windows (the rate) and one of 3 s (the working set): ~6 s per guest.
 DEFAULT_WINDOWS = (1, 1, 1, 3)
 # How long after a window's end libvirt may still say "measuring".

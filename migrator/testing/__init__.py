@@ -2,10 +2,14 @@
 
 Modules:
 
-* :mod:`~migrator.testing.fakelibvirt` - the stand-in for ``import libvirt``.
-* :mod:`~migrator.testing.world` - hosts, guests and time behind it (:class:`World`).
-* :mod:`~migrator.testing.hypervisor` - the physics of one migration (pure).
-* :mod:`~migrator.testing.migration` - libvirt's job phases around the physics.
+* :mod:`~migrator.testing.fakelibvirt` - the stand-in for ``import libvirt``
+  (its handles: ``fakeconnect``, ``fakedomain``, ``fakemigrate``, ``call``).
+* :mod:`~migrator.testing.world` - hosts, guests and time behind it (:class:`World`);
+  its plain data in ``model``.
+* :mod:`~migrator.testing.hypervisor` - the physics of one migration (pure);
+  its vocabulary in ``physics``.
+* :mod:`~migrator.testing.migration` - libvirt's job phases around the physics
+  (``jobrequests``: what the API asks of a job; ``jobcounters``: its statistics).
 * :mod:`~migrator.testing.rules` - the checks libvirt runs before a migration.
 * :mod:`~migrator.testing.faults` - injected failures (``world.faults``).
 * :mod:`~migrator.testing.clock` - :class:`VirtualClock`.

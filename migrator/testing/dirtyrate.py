@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 from migrator import constants
 from migrator.testing import errors as E
 from migrator.testing.physics import rate_at
+from migrator.units import MiB
 
 if TYPE_CHECKING:
     from migrator.testing.world import DomainRecord, Host
 
-MiB = 1024**2
 MIN_SECONDS, MAX_SECONDS = 1, 60
 API_SINCE = (7, 2, 0)
 _MODES = {

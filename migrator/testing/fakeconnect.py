@@ -206,13 +206,11 @@ class virConnect:  # noqa: N801 - libvirt's name
                     constants.VIR_FROM_DOMAIN,
                     f"domain '{rec.name}' already exists",
                 ).exc()
-            rec.state, rec.reason = (constants.VIR_DOMAIN_RUNNING,
-                                     constants.VIR_DOMAIN_RUNNING_BOOTED)
             rec.id = self.host.next_id()
             self.host.domains[rec.uuid] = rec
-            world.lifecycle(
-                self.host, rec, constants.VIR_DOMAIN_EVENT_STARTED, VIR_DOMAIN_EVENT_STARTED_BOOTED
-            )
+            world.transition(self.host, rec, constants.VIR_DOMAIN_RUNNING,
+                             constants.VIR_DOMAIN_RUNNING_BOOTED,
+                             constants.VIR_DOMAIN_EVENT_STARTED, VIR_DOMAIN_EVENT_STARTED_BOOTED)
             return self._domain(rec)
 
     def _writable(self, api: str) -> None:

@@ -144,13 +144,10 @@ class virDomain:  # noqa: N801 - libvirt's name
                     constants.VIR_ERR_OPERATION_INVALID, constants.VIR_FROM_QEMU,
                     "domain is already running"
                 ).exc()
-            rec.state, rec.reason = (constants.VIR_DOMAIN_RUNNING,
-                                     constants.VIR_DOMAIN_RUNNING_BOOTED)
             rec.id = self._conn.host.next_id()
-            world.lifecycle(
-                self._conn.host, rec, constants.VIR_DOMAIN_EVENT_STARTED,
-                VIR_DOMAIN_EVENT_STARTED_BOOTED
-            )
+            world.transition(self._conn.host, rec, constants.VIR_DOMAIN_RUNNING,
+                             constants.VIR_DOMAIN_RUNNING_BOOTED,
+                             constants.VIR_DOMAIN_EVENT_STARTED, VIR_DOMAIN_EVENT_STARTED_BOOTED)
             return 0
 
     def suspend(self) -> int:
@@ -160,13 +157,10 @@ class virDomain:  # noqa: N801 - libvirt's name
             rec = self._active()
             if rec.state == constants.VIR_DOMAIN_PAUSED:
                 return 0
-            rec.state, rec.reason = constants.VIR_DOMAIN_PAUSED, constants.VIR_DOMAIN_PAUSED_USER
-            world.lifecycle(
-                self._conn.host,
-                rec,
-                constants.VIR_DOMAIN_EVENT_SUSPENDED,
-                constants.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED,
-            )
+            world.transition(self._conn.host, rec, constants.VIR_DOMAIN_PAUSED,
+                             constants.VIR_DOMAIN_PAUSED_USER,
+                             constants.VIR_DOMAIN_EVENT_SUSPENDED,
+                             constants.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED)
             if rec.outgoing is not None:
                 rec.outgoing.on_guest_paused(world.now)
             return 0
@@ -188,14 +182,10 @@ class virDomain:  # noqa: N801 - libvirt's name
                     constants.VIR_FROM_QEMU,
                     "domain is paused by a migration and cannot be resumed",
                 ).exc()
-            rec.state, rec.reason = (constants.VIR_DOMAIN_RUNNING,
-                                     constants.VIR_DOMAIN_RUNNING_UNPAUSED)
-            world.lifecycle(
-                self._conn.host,
-                rec,
-                constants.VIR_DOMAIN_EVENT_RESUMED,
-                constants.VIR_DOMAIN_EVENT_RESUMED_UNPAUSED,
-            )
+            world.transition(self._conn.host, rec, constants.VIR_DOMAIN_RUNNING,
+                             constants.VIR_DOMAIN_RUNNING_UNPAUSED,
+                             constants.VIR_DOMAIN_EVENT_RESUMED,
+                             constants.VIR_DOMAIN_EVENT_RESUMED_UNPAUSED)
             if rec.outgoing is not None:
                 rec.outgoing.on_guest_resumed()
             return 0
@@ -211,14 +201,11 @@ class virDomain:  # noqa: N801 - libvirt's name
                 job.on_dest_destroyed(world.now)
                 if rec.uuid not in self._conn.host.domains:  # the job cleaned it up
                     return 0
-            rec.state, rec.reason, rec.id = (constants.VIR_DOMAIN_SHUTOFF,
-                                             constants.VIR_DOMAIN_SHUTOFF_DESTROYED, -1)
-            world.lifecycle(
-                self._conn.host,
-                rec,
-                constants.VIR_DOMAIN_EVENT_STOPPED,
-                constants.VIR_DOMAIN_EVENT_STOPPED_DESTROYED,
-            )
+            rec.id = -1
+            world.transition(self._conn.host, rec, constants.VIR_DOMAIN_SHUTOFF,
+                             constants.VIR_DOMAIN_SHUTOFF_DESTROYED,
+                             constants.VIR_DOMAIN_EVENT_STOPPED,
+                             constants.VIR_DOMAIN_EVENT_STOPPED_DESTROYED)
             if not rec.persistent:
                 self._conn.host.domains.pop(rec.uuid, None)
             return 0

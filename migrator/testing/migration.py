@@ -47,12 +47,12 @@ from migrator.testing.libvirt_values import (
 )
 from migrator.testing.model import DomainRecord, JobPhase
 from migrator.testing.rules import migrated_disks
+from migrator.units import MiB
 
 if TYPE_CHECKING:
     from migrator.testing.model import Host, Waiter
     from migrator.testing.world import World
 
-MiB = 1024**2
 
 
 _TRANSFER_PHASES = (

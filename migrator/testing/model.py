@@ -17,14 +17,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from migrator import constants
 from migrator.testing.errors import ErrorSpec
 from migrator.testing.physics import DirtyRate
+from migrator.units import KiB
 
 if TYPE_CHECKING:
     from migrator.testing.dirtyrate import DirtyRateCalc
     from migrator.testing.migration import MigrationJob
 
-KiB = 1024
-MiB = 1024**2
-GiB = 1024**3
 
 Version = tuple[int, int, int]
 

@@ -43,11 +43,8 @@ from migrator.testing.model import (
     Disk,
     DomainRecord,
     Event,
-    GiB,
     Guest,
     Host,
-    KiB,
-    MiB,
     SharedConnectionHang,
     SimulationStalled,
     Timings,
@@ -56,6 +53,7 @@ from migrator.testing.model import (
     version_int,
 )
 from migrator.testing.physics import DirtyRate
+from migrator.units import GiB, KiB, MiB
 
 if TYPE_CHECKING:
     from migrator.testing.migration import MigrationJob

@@ -20,91 +20,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from oslo_config import cfg
 
 from migrator import constants as c
-from migrator.driver import LiveMigrationDriver, MigrationHandle, MigrationOutcome
+from migrator.driver import LiveMigrationDriver, MigrationOutcome
 from migrator.testing.config import make_conf
+from tests.functional.helpers import (
+    CAP,
+    NEVER,
+    Run,
+    assert_moved,
+    assert_stayed,
+    guest,
+    scaled,
+    wait_job_moving,
+)
 
 libvirt = pytest.importorskip("libvirt")
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-
-class Run:
-    """One migration through LiveMigrationDriver, with counted callbacks."""
-
-    def __init__(self, rig, name: str, src: str = "a", conf: cfg.ConfigOpts | None = None,
-                 **fields: Any):
-        self.rig, self.name, self.src = rig, name, src
-        self.dst = "b" if src == "a" else "a"
-        self.post: list[MigrationOutcome] = []
-        self.recover: list[MigrationOutcome] = []
-        self.conn = rig.connect(src)
-        self.driver = LiveMigrationDriver(conf or make_conf(), self.conn)
-        self.driver.init_host()
-        dest = rig.host(self.dst)
-        fields.setdefault("dest_connect_uri", dest.uri)
-        self.handle: MigrationHandle = self.driver.live_migration(
-            self.conn.lookupByName(name), dest.addr,
-            post_method=self.post.append, recover_method=self.recover.append, **fields)
-
-    def wait(self, timeout: float = 180) -> MigrationOutcome:
-        try:
-            outcome = self.handle.wait(timeout)
-            assert outcome is not None, f"migration of {self.name} did not settle in {timeout} s"
-            assert len(self.post) + len(self.recover) == 1, "exactly one callback"
-            assert (self.post if outcome.succeeded else self.recover) == [outcome]
-            return outcome
-        finally:
-            self.conn.close()
-
-    def wait_running(self, timeout: float = 60) -> None:
-        """Until RAM is moving (the job really started)."""
-        with contextlib.closing(self.rig.connect(self.src)) as conn:
-            dom = conn.lookupByName(self.name)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                with contextlib.suppress(libvirt.libvirtError):
-                    st = dom.jobStats()
-                    if st.get("type") == c.VIR_DOMAIN_JOB_UNBOUNDED and st.get(
-                            "memory_processed", 0) > 0:
-                        return
-                time.sleep(0.1)
-        raise AssertionError(f"migration job of {self.name} never ran")
-
-
-def assert_moved(rig, name: str, dst: str, tick_before: int | None) -> None:
-    src = "a" if dst == "b" else "b"
-    where = rig.where(name)
-    assert where[src] is None, where
-    state, reason, persistent = where[dst]
-    assert state == c.VIR_DOMAIN_RUNNING and persistent, where
-    # the guest's RAM moved: its heartbeat counter goes on from where it was
-    tick = rig.wait_heartbeat(dst, name, above=tick_before or 0, timeout=30)
-    assert tick > (tick_before or 0)
-
-
-def assert_stayed(rig, name: str, src: str) -> None:
-    dst = "b" if src == "a" else "a"
-    where = rig.where(name)
-    assert where[dst] is None, where
-    state, _reason, persistent = where[src]
-    assert state == c.VIR_DOMAIN_RUNNING and persistent, where
-    before = rig.heartbeat(src, name) or 0
-    assert rig.wait_heartbeat(src, name, above=before, timeout=30) > before
-
-
-def guest(rig, name: str, host: str = "a", **kw: Any) -> int:
-    rig.define_guest(host, name, **kw)
-    return rig.wait_heartbeat(host, name, above=0, timeout=60)
-
-
-# Workloads on real TCG guests (measured on the rig): 32 MiB flat out converges at
-# once; 96 MiB flat out through a 20 MiB/s cap never converges at <= 500 ms.
-NEVER = {"mb": 96, "rate": 0}
-CAP = 20  # MiB/s
 
 
 def test_plain_migration_and_back(rig) -> None:
@@ -219,7 +153,7 @@ def test_downtime_steps_applied(rig) -> None:
     seen: list[int] = []
     with contextlib.closing(rig.connect("a")) as conn:
         dom = conn.lookupByName("steps")
-        deadline = time.monotonic() + 40
+        deadline = time.monotonic() + scaled(40)
         # until the ramp's last step (QEMU's own default is 300 too, so wait for 233 first)
         while time.monotonic() < deadline and not (233 in seen and seen[-1] == 300):
             with contextlib.suppress(libvirt.libvirtError):
@@ -367,13 +301,7 @@ def test_cli_migrate_ctrl_c_aborts(rig, tmp_path) -> None:
     conf.write_text(f"[libvirt]\nlive_migration_bandwidth = {CAP}\n")
     proc = _cli(rig, "--config-file", str(conf), "clic", rig.b.addr)
     with contextlib.closing(rig.connect("a")) as conn:
-        dom = conn.lookupByName("clic")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(libvirt.libvirtError):
-                if dom.jobStats().get("memory_processed", 0) > 0:
-                    break
-            time.sleep(0.1)
+        wait_job_moving(conn.lookupByName("clic"))
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (out, err)

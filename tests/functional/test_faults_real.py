@@ -26,29 +26,34 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from migrator import constants as c
 from migrator.testing.config import make_conf
-from tests.functional.test_driver_real import (
-    CAP,  # MiB/s: the NEVER guest (96 MiB rewritten flat out) never converges through it
+from tests.functional.helpers import (
+    CAP,
+    GRACE,
     NEVER,
+    Leftovers,
     Run,
     assert_moved,
     assert_stayed,
     guest,
+    job_type,
+    new_migrator_threads,
+    open_sockets,
+    scaled,
+    state,
+    wait_for,
 )
 
 libvirt = pytest.importorskip("libvirt")
 
 LINK_KBIT = 16_000  # 2 MB/s between the hosts: post-copy lasts about a minute
-GRACE = 10.0  # s for threads and connections to go away after the outcome
 
 RUNNING, PAUSED, SHUTOFF = (c.VIR_DOMAIN_RUNNING, c.VIR_DOMAIN_PAUSED, c.VIR_DOMAIN_SHUTOFF)
 RUNNING_POSTCOPY = libvirt.VIR_DOMAIN_RUNNING_POSTCOPY  # 10
@@ -58,90 +63,6 @@ SHUTOFF_MIGRATED = libvirt.VIR_DOMAIN_SHUTOFF_MIGRATED  # 4
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
-
-
-def state(rig, name: str, host: str) -> tuple[int, int] | None:
-    where = rig.where(name)[host]
-    return None if where is None else where[:2]
-
-
-def job_type(rig, host: str, name: str) -> int | None:
-    """The domain's current job type on ``host`` (None: no such domain there)."""
-    with contextlib.closing(rig.connect(host)) as conn:
-        try:
-            dom = conn.lookupByName(name)
-        except libvirt.libvirtError as e:
-            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                return None
-            raise
-        if not dom.isActive():  # a shut-off domain has no job (jobStats refuses to say)
-            return libvirt.VIR_DOMAIN_JOB_NONE
-        return dom.jobStats().get("type")
-
-
-def _sockets() -> int:
-    """Sockets this process holds (each libvirt connection is one)."""
-    n = 0
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            n += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-    return n
-
-
-def _new_migrator_threads(before: set[threading.Thread]) -> list[str]:
-    return [t.name for t in threading.enumerate()
-            if t.name.startswith("migrator-") and t not in before]
-
-
-class Leftovers:
-    """Taken before the migration: what must be back to normal once it has settled."""
-
-    def __init__(self, rig, name: str):
-        rig.where(name)  # the rig's own cached connections exist before the count
-        gc.collect()  # connections of earlier tests that only wait for the collector
-        self.threads = set(threading.enumerate())
-        self.sockets = _sockets()
-
-    def check(self, rig, name: str, run: Run) -> None:
-        self.check_process(run)
-        self.check_jobs(rig, name)
-
-    def check_process(self, run: Run) -> None:
-        """No migrator thread or libvirt connection left; still exactly one callback.
-
-        What the settled handle itself holds is test_settled_handle_keeps_no_connection's
-        business: it is dropped first, so that one bug does not fail every fault test."""
-        calls = len(run.post) + len(run.recover)
-        assert run.handle.done()
-        run.handle = None  # type: ignore[assignment]
-        deadline = time.monotonic() + GRACE
-        while True:
-            gc.collect()
-            threads, sockets = _new_migrator_threads(self.threads), _sockets()
-            if not threads and sockets <= self.sockets:
-                break
-            assert time.monotonic() < deadline, (
-                f"left behind after {GRACE} s: threads {threads}, "
-                f"{sockets - self.sockets} libvirt connection(s)")
-            time.sleep(0.2)
-        assert len(run.post) + len(run.recover) == calls == 1, "exactly one callback, once"
-
-    @staticmethod
-    def check_jobs(rig, name: str) -> None:
-        for host in ("a", "b"):
-            job = job_type(rig, host, name)
-            assert job in (None, libvirt.VIR_DOMAIN_JOB_NONE), f"job type {job} left on {host}"
 
 
 @contextlib.contextmanager
@@ -396,13 +317,13 @@ def test_settled_handle_keeps_no_connection(netns_rig, ending) -> None:
         assert run.handle.abort().result(30) is True
     outcome = run.wait()
     assert outcome.status == ending, outcome
-    deadline = time.monotonic() + GRACE  # the migration's thread closes its connections
-    while _new_migrator_threads(set()) and time.monotonic() < deadline:
+    deadline = time.monotonic() + scaled(GRACE)  # the migration's thread closes its connections
+    while new_migrator_threads(set()) and time.monotonic() < deadline:
         time.sleep(0.2)
     gc.collect()
     assert run.handle.done()
-    with_handle = _sockets()
+    with_handle = open_sockets()
     run.handle = None  # type: ignore[assignment]
     gc.collect()
-    held = with_handle - _sockets()
+    held = with_handle - open_sockets()
     assert held == 0, f"the settled handle holds {held} libvirt connection(s)"

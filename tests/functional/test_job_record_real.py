@@ -12,7 +12,6 @@ on every read (KEEP_COMPLETED).
 from __future__ import annotations
 
 import contextlib
-import time
 
 import pytest
 
@@ -20,6 +19,7 @@ from migrator import constants as c
 from migrator.driver import LiveMigrationDriver
 from migrator.facts import read_record, record_of_our_job
 from migrator.testing.config import make_conf
+from tests.functional.helpers import wait_job_moving
 
 libvirt = pytest.importorskip("libvirt")
 
@@ -38,25 +38,13 @@ def migrate(rig, name, conf=None, dest_connect_uri=None, abort_when_running=Fals
             conn.lookupByName(name), rig.host("b").addr, dest_connect_uri=dest_connect_uri,
             post_method=called.append, recover_method=called.append)
         if abort_when_running:
-            wait_running(conn.lookupByName(name))
+            wait_job_moving(conn.lookupByName(name))
             assert handle.abort().result(60) is True
         outcome = handle.wait(180)
         assert outcome is not None and called == [outcome]
         return outcome
     finally:
         conn.close()
-
-
-def wait_running(dom, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(libvirt.libvirtError):
-            stats = dom.jobStats()
-            if stats.get("type") == c.VIR_DOMAIN_JOB_UNBOUNDED and stats.get(
-                    "memory_processed", 0) > 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError("the migration job never ran")
 
 
 @pytest.mark.parametrize("ask_destination", [False, True], ids=["source-only", "dest-asked"])

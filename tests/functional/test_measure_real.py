@@ -9,6 +9,7 @@ import pytest
 from migrator import exception, measure
 from migrator.driver import LiveMigrationDriver
 from migrator.testing.config import make_conf
+from tests.functional.helpers import scaled
 
 libvirt = pytest.importorskip("libvirt")
 
@@ -43,7 +44,7 @@ def test_a_migrating_guest_is_refused_at_once(rig) -> None:
     dom.migrateSetMaxSpeed(10)  # ~10 s of pre-copy at least
     migration = rig.start_migration("meas-mig", "a")
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + scaled(30)
         while dom.jobStats().get("type", 0) == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
         # refused from the job it reads (jobStats takes no job lock), before the

@@ -10,9 +10,8 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Callable
-from typing import Any
 
+from tests.functional.helpers import scaled, wait_for
 from tests.functional.rig import BASE_FLAGS, Rig
 
 try:  # without it the rig fixture skips (or, with MIGRATOR_REQUIRE_RIG=1, fails) with why
@@ -35,17 +34,6 @@ def ticks(rig: Rig, host: str, name: str) -> list[int]:
     """All complete heartbeat ticks in the guest's serial log on ``host``."""
     text = rig.serial_log(host, name).rpartition("\n")[0]
     return [int(t) for t in re.findall(r"^dirtyguest tick=(\d+) ", text, re.MULTILINE)]
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def wait_job_running(rig: Rig, host: str, name: str, timeout: float = 30) -> dict[str, int]:
@@ -88,11 +76,20 @@ def test_two_distinct_hosts(rig: Rig) -> None:
 def test_guest_dirties_at_the_requested_rate(rig: Rig) -> None:
     rig.define_guest("a", "pace", mb=16, rate=8, tick_ms=500)
     rig.wait_heartbeat("a", "pace", above=3)
-    stats = rig.guest_stats("a", "pace")
-    assert stats is not None
-    # 8 MiB/s = 2048 pages/s; allow for the first, partial tick and a busy 2-core host
-    assert 2048 * 0.8 <= stats["pps"] <= 2048 * 1.2, stats
-    assert stats["mb"] == 16 and stats["rate"] == 8
+    # 8 MiB/s = 2048 pages/s.  The guest paces itself: it never writes faster than asked
+    # (any tick), and it reaches the pace once its vCPU gets the time (waited for, since a
+    # busy host can starve a TCG vCPU for a while; the first tick is a partial one).
+    seen: list[dict[str, int]] = []
+
+    def at_pace() -> bool:
+        stats = rig.guest_stats("a", "pace")
+        assert stats is not None
+        seen.append(stats)
+        return stats["tick"] > 1 and stats["pps"] >= 2048 * 0.8
+
+    wait_for(at_pace, 30, "the guest to dirty at 8 MiB/s")
+    assert seen[-1]["pps"] <= 2048 * 1.2, seen[-1]
+    assert seen[-1]["mb"] == 16 and seen[-1]["rate"] == 8
     assert ticks(rig, "a", "pace") == list(range(1, len(ticks(rig, "a", "pace")) + 1))
 
 
@@ -186,7 +183,7 @@ def test_netns_link_cut_fails_migration_then_recovers(netns_rig: Rig) -> None:
         # the source daemon's keepalive to the destination (3 s x 3) notices the dead link
         print(f"failed {time.monotonic() - t0:.1f}s after the cut: {m.error}")
         assert isinstance(m.error, libvirt.libvirtError), m.error
-        assert time.monotonic() - t0 < 40
+        assert time.monotonic() - t0 < scaled(40)
         hb = rig.heartbeat("a", name) or 0
         rig.wait_heartbeat("a", name, above=hb)
     finally:
@@ -238,5 +235,5 @@ def test_netns_link_cut_mid_postcopy_and_cleanup(netns_rig: Rig) -> None:
     assert where["b"][1] in (RUNNING_POSTCOPY, RUNNING_POSTCOPY_FAILED), where
     t0 = time.monotonic()
     rig.cleanup_guests()
-    assert time.monotonic() - t0 < 5  # libvirt alone would wait 10 s for SIGTERM per side
+    assert time.monotonic() - t0 < scaled(5)  # libvirt alone would wait 10 s for SIGTERM per side
     assert rig.where(name) == {"a": None, "b": None}

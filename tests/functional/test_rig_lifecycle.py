@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.functional.helpers import scaled
 from tests.functional.rig import Rig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,7 +64,7 @@ def _spawn_child_rig(base: Path, caps: Path | None) -> tuple[subprocess.Popen[st
 
 
 def _assert_gone(info: dict, base: Path) -> None:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + scaled(10)
     while any(_alive(p) for p in info["pids"]) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [p for p in info["pids"] if _alive(p)], info

@@ -22,8 +22,11 @@ import pytest
 
 from migrator import constants as c
 from migrator.flags import HostFacts, parse_version
-from tests.functional.test_driver_real import assert_moved, guest
-from tests.unit.test_properties import SPACE, sample_plans
+from tests.functional.helpers import (
+    assert_moved,
+    guest,
+)
+from tests.unit.helpers.plans import SPACE, sample_plans
 
 libvirt = pytest.importorskip("libvirt")
 

@@ -23,9 +23,16 @@ import pytest
 
 from migrator import constants as c
 from migrator.driver import LiveMigrationDriver, MigrationRequest
+from migrator.testing.config import make_conf
+from tests.functional.helpers import (
+    Leftovers,
+    Run,
+    assert_moved,
+    assert_stayed,
+    guest,
+    wait_for,
+)
 from tests.functional.rig.tls import Pki
-from tests.functional.test_driver_real import Run, assert_moved, assert_stayed, guest, make_conf
-from tests.functional.test_faults_real import Leftovers, wait_for
 
 libvirt = pytest.importorskip("libvirt")
 

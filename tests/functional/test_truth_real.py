@@ -33,13 +33,14 @@ import pytest
 from migrator import constants as c
 from migrator.driver import LiveMigrationDriver
 from migrator.testing.config import make_conf
-from tests.functional.test_driver_real import (
-    CAP,  # MiB/s: the NEVER guest (96 MiB rewritten flat out) never converges through it
+from tests.functional.helpers import (
+    CAP,
     NEVER,
     Run,
     assert_moved,
     assert_stayed,
     guest,
+    wait_for,
 )
 
 libvirt = pytest.importorskip("libvirt")
@@ -84,16 +85,6 @@ def client_cut(rig, host: str = "a") -> Iterator[int]:
     finally:
         os.rename(hidden, h.socket)
         rig._drop_conn(h.name)  # its cached connection died with the others
-
-
-def wait_for(pred, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.2)
 
 
 def runs_on_b(rig, name: str) -> bool:
@@ -211,14 +202,15 @@ SERVICE = textwrap.dedent(
 )
 
 
-def kill_service_mid_migration(rig, name: str, bandwidth: int, timeout: int) -> None:
+def kill_service_mid_migration(rig, name: str, bandwidth: int, timeout: int,
+                               run_for: float = 2) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVICE, rig.a.uri, rig.b.addr, name, str(bandwidth),
          str(timeout)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
         wait_for(lambda: remaining(rig, name), 60, "the job to run")
-        time.sleep(2)
+        time.sleep(run_for)  # how long the service watched the job before it was killed
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
@@ -241,18 +233,16 @@ def test_service_killed_and_started_again_reattaches(rig, workload) -> None:
     else:
         tick = guest(rig, name, **NEVER)
         conf = make_conf(live_migration_bandwidth=CAP, live_migration_completion_timeout=10)
-        kill_service_mid_migration(rig, name, CAP, 10)
+        kill_service_mid_migration(rig, name, CAP, 10, run_for=8)
     driver, conn = restarted_service(rig, conf)
     try:
         (found,) = [m for m in driver.running_at_start if m.name == name]
         assert found.elapsed > 2
         got: list = []
-        reattached_at = time.monotonic()
         handle = driver.reattach(conn.lookupByName(name), rig.b.addr,
                                  dest_connect_uri=rig.b.uri,
                                  post_method=got.append, recover_method=got.append)
         outcome = handle.wait(120)
-        followed = time.monotonic() - reattached_at
         assert outcome is not None and got == [outcome]
     finally:
         conn.close()
@@ -263,5 +253,6 @@ def test_service_killed_and_started_again_reattaches(rig, workload) -> None:
         # the completion timeout counts from the job's start, not from the re-attach
         assert outcome.status == "timed_out", (outcome.rule, outcome.error)
         (abort,) = [a for a in outcome.actions if a.action == "abort"]
-        assert 20 <= abort.at < 23 and followed < 20  # not a fresh 20 s after re-attaching
+        # counted afresh from the re-attach it could not come before found.elapsed + 20
+        assert 20 <= abort.at < found.elapsed + 20
         assert_stayed(rig, name, "a")

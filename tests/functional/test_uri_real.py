@@ -19,8 +19,13 @@ import pytest
 
 from migrator import constants, exception, uri
 from migrator.testing.config import make_conf
-from tests.functional.test_driver_real import Run, assert_moved, assert_stayed, guest
-from tests.functional.test_faults_real import Leftovers
+from tests.functional.helpers import (
+    Leftovers,
+    Run,
+    assert_moved,
+    assert_stayed,
+    guest,
+)
 
 libvirt = pytest.importorskip("libvirt")
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from migrator import constants as c
+from tests.functional.helpers import scaled, wait_job_moving
 
 libvirt = pytest.importorskip("libvirt")
 
@@ -29,14 +30,7 @@ def _watch(rig, name: str, *args: str) -> subprocess.Popen[str]:
 def _moving(rig, name: str, timeout: float = 60) -> None:
     """Wait until the job moves RAM (the watcher attaches to a running migration)."""
     with contextlib.closing(rig.connect("a")) as conn:
-        dom = conn.lookupByName(name)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(libvirt.libvirtError):
-                if dom.jobStats().get("memory_processed", 0) > 0:
-                    return
-            time.sleep(0.1)
-    raise AssertionError(f"the migration of {name} never moved RAM")
+        wait_job_moving(conn.lookupByName(name), timeout)
 
 
 def test_watch_follows_a_migration_started_outside_migrator(rig) -> None:
@@ -73,7 +67,7 @@ def test_ctrl_c_detaches_and_the_migration_goes_on(rig) -> None:
     try:
         _moving(rig, "w2")
         proc = _watch(rig, "w2")
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + scaled(60)
         line = ""
         while time.monotonic() < deadline and " migration running for " not in line:
             line = proc.stderr.readline()

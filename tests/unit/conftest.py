@@ -13,8 +13,10 @@ from migrator.testing.fixture import FakeLibvirtFixture
 
 
 @pytest.fixture
-def make_conf(tmp_path: Path):
-    """Build a parsed ConfigOpts from an ini snippet (the [libvirt] body by default)."""
+def ini_conf(tmp_path: Path):
+    """Build a parsed ConfigOpts from an ini snippet (the [libvirt] body by default).
+
+    (``migrator.testing.config.make_conf`` builds one from keyword values instead.)"""
 
     def _make(body: str = "", *, raw: bool = False) -> cfg.ConfigOpts:
         text = textwrap.dedent(body) if raw else "[libvirt]\n" + textwrap.dedent(body)

@@ -17,14 +17,11 @@ import os
 import random
 import subprocess
 import sys
-import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from oslo_config import cfg
 
-import migrator.conf
 from migrator import cli, exception
 from migrator import constants as C
 from migrator.driver import LiveMigrationDriver
@@ -65,19 +62,6 @@ def write(tmp_path, data: bytes | str, name="migrator.conf") -> str:
     return str(path)
 
 
-def conf_from(text: str) -> cfg.ConfigOpts:
-    """A ConfigOpts parsed from a [libvirt] ini body (values are checked when read)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="migrator-bad-input-") as tmp:
-        path = Path(tmp) / "migrator.conf"
-        path.write_text("[libvirt]\n" + textwrap.dedent(text))
-        conf = cfg.ConfigOpts()
-        migrator.conf.register_opts(conf)
-        conf(["--config-file", str(path)], project="migrator", default_config_files=[])
-    return conf  # oslo.config read the file while parsing
-
-
 @pytest.fixture(autouse=True)
 def guest_vm1(request):
     """A test that uses the fake libvirt (conftest's ``fake``) finds guest vm1 on src."""
@@ -86,10 +70,15 @@ def guest_vm1(request):
             "src", "vm1", memory=2 * GiB, working_set=512 * MiB, dirty_rate=100 * MiB)
 
 
-def driver_for(fake, conf):
-    conn = fake.module.open("qemu+tcp://src/system")
-    driver = LiveMigrationDriver(conf, conn, clock=fake.clock)
-    return driver, conn
+@pytest.fixture
+def driver_from(fake, ini_conf):
+    """A driver (not started) on the fake libvirt from a [libvirt] ini body; and its connection."""
+
+    def build(body: str):
+        conn = fake.module.open("qemu+tcp://src/system")
+        return LiveMigrationDriver(ini_conf(body), conn, clock=fake.clock), conn
+
+    return build
 
 
 # -- malformed ini files -------------------------------------------------------------------
@@ -194,9 +183,9 @@ HUGE_VALUES = {
 @pytest.mark.parametrize("option", [
     option for option in sorted(HUGE_VALUES)
 ])
-def test_huge_numbers_are_refused_at_start_up(fake, option):
+def test_huge_numbers_are_refused_at_start_up(fake, option, driver_from):
     value, _why = HUGE_VALUES[option]
-    driver, _conn = driver_for(fake, conf_from(f"{option} = {value}"))
+    driver, _conn = driver_from(f"{option} = {value}")
     with pytest.raises(exception.ConfigError, match=option):
         driver.init_host()
 
@@ -212,10 +201,10 @@ CRAFTED_ADDRESSES = [
 
 
 @pytest.mark.parametrize("addr", CRAFTED_ADDRESSES)
-def test_crafted_inbound_address_never_reaches_libvirt(fake, monkeypatch, addr):
+def test_crafted_inbound_address_never_reaches_libvirt(fake, monkeypatch, addr, driver_from):
     called = []
     monkeypatch.setattr(fl.virDomain, "migrateToURI3", lambda *a, **k: called.append(a))
-    driver, conn = driver_for(fake, conf_from(""))
+    driver, conn = driver_from("")
     driver.init_host()
     before = len(fake.world.connections())
     calls = []
@@ -227,8 +216,8 @@ def test_crafted_inbound_address_never_reaches_libvirt(fake, monkeypatch, addr):
 
 
 @pytest.mark.parametrize("addr", [a for a in CRAFTED_ADDRESSES if a and "\n" not in a])
-def test_crafted_inbound_address_on_the_destination_fails_its_start_up(fake, addr):
-    driver, _conn = driver_for(fake, conf_from(f"live_migration_inbound_addr = {addr}"))
+def test_crafted_inbound_address_on_the_destination_fails_its_start_up(fake, addr, driver_from):
+    driver, _conn = driver_from(f"live_migration_inbound_addr = {addr}")
     with pytest.raises(exception.MigratorError, match="live_migration_inbound_addr"):
         driver.init_host()
         driver.pre_live_migration()
@@ -236,8 +225,8 @@ def test_crafted_inbound_address_on_the_destination_fails_its_start_up(fake, add
 
 @pytest.mark.parametrize("scheme", ["tcp://evil/", "tcp@evil", "tls/x", "ssh?x", "tcp#",
                                     "tcp evil", "TLS", ""])
-def test_crafted_scheme_fails_start_up(fake, scheme):
-    driver, _conn = driver_for(fake, conf_from(f"live_migration_scheme = {scheme}"))
+def test_crafted_scheme_fails_start_up(fake, scheme, driver_from):
+    driver, _conn = driver_from(f"live_migration_scheme = {scheme}")
     with pytest.raises(exception.ConfigError, match="live_migration_scheme"):
         driver.init_host()
 
@@ -247,16 +236,16 @@ def test_crafted_scheme_fails_start_up(fake, scheme):
     "qemu+tcp://%s/sys%%tem", "qemu+tcp://admin:%s@%s/system", "qemu+tcp://evil/system",
     "%s", "//%s/system",
 ])
-def test_template_with_extra_percent_or_no_host_fails_start_up(fake, template):
-    driver, _conn = driver_for(fake, conf_from(f"live_migration_uri = {template}"))
+def test_template_with_extra_percent_or_no_host_fails_start_up(fake, template, driver_from):
+    driver, _conn = driver_from(f"live_migration_uri = {template}")
     with pytest.raises(exception.ConfigError, match="live_migration_uri"):
         driver.init_host()
 
 
 @pytest.mark.parametrize("template", ["qemu+tcp://%s@evil/system", "qemu+tcp://evil/%s",
                                       "qemu+tcp://evil/system?x=%s"])
-def test_template_must_put_the_destination_in_the_host_part(fake, template):
-    driver, _conn = driver_for(fake, conf_from(f"live_migration_uri = {template}"))
+def test_template_must_put_the_destination_in_the_host_part(fake, template, driver_from):
+    driver, _conn = driver_from(f"live_migration_uri = {template}")
     with pytest.raises(exception.ConfigError, match="live_migration_uri"):
         driver.init_host()
 
@@ -264,9 +253,9 @@ def test_template_must_put_the_destination_in_the_host_part(fake, template):
 # -- credentials in the URI template ----------------------------------------------------------
 
 
-def test_template_password_never_in_logs_or_outcome(fake, caplog):
+def test_template_password_never_in_logs_or_outcome(fake, caplog, driver_from):
     caplog.set_level(logging.DEBUG)
-    driver, conn = driver_for(fake, conf_from(f"live_migration_uri = {CRED_TEMPLATE}"))
+    driver, conn = driver_from(f"live_migration_uri = {CRED_TEMPLATE}")
     driver.init_host()
     seen = []
     handle = driver.live_migration(conn.lookupByName("vm1"), "dst", post_method=seen.append,
@@ -282,13 +271,13 @@ def test_template_password_never_in_logs_or_outcome(fake, caplog):
     assert PASSWORD not in repr(outcome) and PASSWORD not in repr(handle.plan)
 
 
-def test_template_password_masked_in_libvirt_errors(fake, caplog):
+def test_template_password_masked_in_libvirt_errors(fake, caplog, driver_from):
     caplog.set_level(logging.DEBUG)
     fake.world.faults.fail("migrateToURI3", code=C.VIR_ERR_INTERNAL_ERROR,
                            domain=C.VIR_FROM_NONE,
                            message=f"internal error: Unable to parse URI "
                            f"{CRED_TEMPLATE % 'dst'}")
-    driver, conn = driver_for(fake, conf_from(f"live_migration_uri = {CRED_TEMPLATE}"))
+    driver, conn = driver_from(f"live_migration_uri = {CRED_TEMPLATE}")
     driver.init_host()
     handle = driver.live_migration(conn.lookupByName("vm1"), "dst", post_method=print,
                                    recover_method=print)

@@ -35,8 +35,8 @@ DEFAULTS = {
 }
 
 
-def test_defaults(make_conf):
-    values = migrator.conf.read_values(make_conf(""))
+def test_defaults(ini_conf):
+    values = migrator.conf.read_values(ini_conf(""))
     for name, default in DEFAULTS.items():
         assert values[name] == default, name
     assert values["max_concurrent_live_migrations"] == 1
@@ -88,8 +88,8 @@ def test_deprecations():
         ("virt_type", "qemu", "qemu"),
     ],
 )
-def test_valid_values(make_conf, name, value, expected):
-    values = migrator.conf.read_values(make_conf(f"{name} = {value}\n"))
+def test_valid_values(ini_conf, name, value, expected):
+    values = migrator.conf.read_values(ini_conf(f"{name} = {value}\n"))
     assert values[name] == expected
 
 
@@ -112,24 +112,24 @@ def test_valid_values(make_conf, name, value, expected):
         ("live_migration_convergence", "magic", ["steps, adaptive"]),
     ],
 )
-def test_bad_values_name_option_and_fix(make_conf, name, value, words):
+def test_bad_values_name_option_and_fix(ini_conf, name, value, words):
     with pytest.raises(exception.ConfigError) as err:
-        migrator.conf.read_values(make_conf(f"{name} = {value}\n"))
+        migrator.conf.read_values(ini_conf(f"{name} = {value}\n"))
     (problem,) = err.value.problems
     assert problem.startswith(f"[libvirt] {name} in ")
     for word in words:
         assert word in problem
 
 
-def test_all_bad_values_reported_at_once(make_conf):
-    conf = make_conf("live_migration_downtime = 1\nlive_migration_downtime_steps = 1\n")
+def test_all_bad_values_reported_at_once(ini_conf):
+    conf = ini_conf("live_migration_downtime = 1\nlive_migration_downtime_steps = 1\n")
     with pytest.raises(exception.ConfigError) as err:
         migrator.conf.read_values(conf)
     assert len(err.value.problems) == 2
 
 
-def test_max_concurrent_in_default_group(make_conf):
-    conf = make_conf("[DEFAULT]\nmax_concurrent_live_migrations = 0\n", raw=True)
+def test_max_concurrent_in_default_group(ini_conf):
+    conf = ini_conf("[DEFAULT]\nmax_concurrent_live_migrations = 0\n", raw=True)
     with pytest.raises(exception.ConfigError) as err:
         migrator.conf.read_values(conf)
     assert err.value.problems[0].startswith("[DEFAULT] max_concurrent_live_migrations")
@@ -147,9 +147,9 @@ def test_register_on_a_services_conf_and_mutate(tmp_path):
     assert conf.libvirt.live_migration_completion_timeout == 15
 
 
-def test_load_returns_options(make_conf):
+def test_load_returns_options(ini_conf):
     options, virt_type, _ = migrator.conf.load(
-        make_conf("virt_type = qemu\nlive_migration_permit_post_copy = true\n")
+        ini_conf("virt_type = qemu\nlive_migration_permit_post_copy = true\n")
     )
     assert virt_type == "qemu"
     assert options.permit_post_copy is True

@@ -324,17 +324,16 @@ def test_connections_closed_afterwards(fake):
     assert len(fake.world.connections()) == before + 1
 
 
-def test_two_hour_migration_simulates_fast(fake):
-    # 64 GiB over 1 Gbit/s that never converges: aborted after 7200 s of virtual time
+def test_two_hour_migration_runs_in_virtual_time(fake):
+    # 64 GiB over 1 Gbit/s that never converges: aborted after 7168 s of virtual time.
+    # (How fast in wall time is the sim benchmark's figure, printed here for a look.)
     fake.world.hosts["src"].link_rate = fake.world.hosts["dst"].link_rate = 1e9 / 8
     fake.world.add_guest("src", "vm1", memory=64 * GiB, dirty_rate=200 * MiB)
     t0 = time.perf_counter()
     _, handle, calls = start(fake, make_conf(live_migration_completion_timeout=112))
     outcome = finish(handle, calls, timeout=60)
-    wall = time.perf_counter() - t0
-    print(f"\n7168 s of migration simulated in {wall:.2f} s wall")
+    print(f"\n7168 s of migration simulated in {time.perf_counter() - t0:.2f} s wall")
     assert outcome.status == "timed_out" and outcome.total_seconds > 7000
-    assert wall < 10  # generous: shared machines are noisy; the figure is printed
 
 
 EVENTLET_SCRIPT = textwrap.dedent(

@@ -10,8 +10,6 @@ source domain changing: only the record says what happened).
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from migrator import constants as c
@@ -22,6 +20,7 @@ from migrator.policy import MonitorSettings, Tunables
 from migrator.progress import ProgressTracker
 from migrator.steps import StepsPolicy
 from migrator.testing import GiB
+from tests.unit.helpers.clocks import StepClock
 from tests.unit.helpers.driver_run import Run, check_settled, converging_guest
 
 OUT, IN = c.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT, c.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN
@@ -145,22 +144,6 @@ class NovaLikeDomain:
 
     def state(self, flags=0):
         return [c.VIR_DOMAIN_RUNNING, 0]
-
-
-class StepClock:
-    """Virtual time: each wait lets other threads run a moment, then moves on."""
-
-    def __init__(self):
-        self.t = 0.0
-
-    def now(self) -> float:
-        return self.t
-
-    def wait(self, event: threading.Event, timeout: float) -> bool:
-        if event.wait(0.005):
-            return True
-        self.t += timeout
-        return event.is_set()
 
 
 def settle(dom) -> object:

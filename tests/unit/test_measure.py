@@ -214,6 +214,16 @@ def test_interpret_needs_a_window() -> None:
         forecast.interpret(())
 
 
+def test_long_windows_that_saw_nothing_tell_no_working_set() -> None:
+    """A slow guest's few sampled pages can read 0 in a long window although the short
+    ones saw writes (seen on the rig): no working set, never one of zero bytes."""
+    windows = (forecast.Window(1, 2 * MiB), forecast.Window(1, 0.0), forecast.Window(3, 0.0))
+    dirty = forecast.interpret(windows)
+    assert dirty.working_set is None and dirty.bytes_per_second == MiB
+    facts = forecast.GuestFacts("quick", 128 * MiB, dirty)
+    assert facts.workload().working_set is None
+
+
 def test_measure_many_guests_in_the_same_windows(fake) -> None:
     conn, _ = guest(fake, "a", dirty_rate=10 * MiB)
     guest(fake, "b", dirty_rate=30 * MiB, working_set=32 * MiB)

@@ -19,6 +19,7 @@ from migrator.monitor import Hooks, LoopConfig, Monitor, Outcome
 from migrator.policy import MonitorSettings, Tunables
 from migrator.progress import ProgressTracker
 from migrator.steps import StepsPolicy
+from tests.unit.helpers.clocks import StepClock
 
 GiB = 1024**3
 
@@ -37,22 +38,6 @@ class LibvirtError(Exception):
 
 ABORTED = LibvirtError(c.VIR_ERR_OPERATION_ABORTED, "operation aborted: job 'migration out' "
                        "canceled by client")
-
-
-class ManualClock:
-    """Virtual time: each wait advances by the timeout (after letting threads run)."""
-
-    def __init__(self):
-        self.t = 1000.0
-
-    def now(self) -> float:
-        return self.t
-
-    def wait(self, event: threading.Event, timeout: float) -> bool:
-        if event.wait(0.005):
-            return True
-        self.t += timeout
-        return event.is_set()
 
 
 def running(iteration=1, remaining=GiB, total=4 * GiB, **extra):
@@ -158,7 +143,7 @@ def make_monitor(dom, *, post_copy=False, timeout=800, action="abort", data_gb=4
     worker = Worker(lambda: dom.migrateToURI3("uri", {}, 27), "test-op")
     mon = Monitor(
         domain=dom, reconnect=lambda: dom, worker=worker, policy=StepsPolicy(settings),
-        clock=ManualClock(), tunables=lambda: Tunables(timeout, action),
+        clock=StepClock(1000.0), tunables=lambda: Tunables(timeout, action),
         progress=ProgressTracker(5), hooks=Hooks(on_progress=on_progress),
         config=LoopConfig(poll_interval=0.5, abort_timeout=abort_timeout, data_gb=data_gb),
     )

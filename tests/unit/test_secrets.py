@@ -91,8 +91,8 @@ def test_options_repr_masks_the_template_password():
 # -- oslo.config's own output ----------------------------------------------------------------
 
 
-def test_the_uri_option_is_secret_and_log_opt_values_hides_it(make_conf, caplog):
-    conf = make_conf(f"live_migration_uri = qemu+tcp://admin:{PASSWORD}@%s/system\n")
+def test_the_uri_option_is_secret_and_log_opt_values_hides_it(ini_conf, caplog):
+    conf = ini_conf(f"live_migration_uri = qemu+tcp://admin:{PASSWORD}@%s/system\n")
     opt = {o.name: o for o in migrator.conf.libvirt_opts}["live_migration_uri"]
     assert opt.secret
     caplog.set_level(logging.DEBUG)
@@ -100,8 +100,8 @@ def test_the_uri_option_is_secret_and_log_opt_values_hides_it(make_conf, caplog)
     assert "live_migration_uri" in caplog.text and PASSWORD not in caplog.text
 
 
-def test_dollar_in_the_password_names_no_part_of_it(make_conf):
-    conf = make_conf("live_migration_uri = qemu+tcp://admin:pa$sword@%s/system\n")
+def test_dollar_in_the_password_names_no_part_of_it(ini_conf):
+    conf = ini_conf("live_migration_uri = qemu+tcp://admin:pa$sword@%s/system\n")
     with pytest.raises(exception.ConfigError) as err:
         migrator.conf.read_values(conf)
     text = str(err.value)
@@ -109,9 +109,9 @@ def test_dollar_in_the_password_names_no_part_of_it(make_conf):
     assert "sword" not in text and "pa$" not in text
 
 
-def test_dollar_in_a_plain_option_still_names_the_reference(make_conf):
+def test_dollar_in_a_plain_option_still_names_the_reference(ini_conf):
     with pytest.raises(exception.ConfigError, match="no_such_thing"):
-        migrator.conf.read_values(make_conf("live_migration_scheme = $no_such_thing\n"))
+        migrator.conf.read_values(ini_conf("live_migration_scheme = $no_such_thing\n"))
 
 
 def test_bad_value_of_a_secret_option_is_never_quoted():
@@ -121,8 +121,8 @@ def test_bad_value_of_a_secret_option_is_never_quoted():
     assert "[libvirt] token" in line and PASSWORD not in line
 
 
-def test_bad_value_of_another_option_has_its_password_masked(make_conf):
-    conf = make_conf(f"live_migration_bandwidth = qemu+tcp://admin:{PASSWORD}@h/system\n")
+def test_bad_value_of_another_option_has_its_password_masked(ini_conf):
+    conf = ini_conf(f"live_migration_bandwidth = qemu+tcp://admin:{PASSWORD}@h/system\n")
     with pytest.raises(exception.ConfigError) as err:
         migrator.conf.read_values(conf)
     assert "live_migration_bandwidth" in str(err.value)
@@ -163,12 +163,12 @@ def test_no_password_reaches_the_cli_output(tmp_path, capsys, password):
 # -- libvirt errors that echo the URI (through the driver) -----------------------------------
 
 
-def test_a_one_letter_password_leaves_libvirt_messages_readable(fake, make_conf):
+def test_a_one_letter_password_leaves_libvirt_messages_readable(fake, ini_conf):
     fake.world.add_guest("src", "vm1", memory=GiB, working_set=64 * MiB, dirty_rate=MiB)
     fake.world.faults.fail(
         "migrateToURI3", code=constants.VIR_ERR_OPERATION_FAILED, domain=constants.VIR_FROM_QEMU,
         message="operation aborted: migration to qemu+tcp://admin:b@dst/system broke")
-    conf = make_conf("live_migration_uri = qemu+tcp://admin:b@%s/system\n")
+    conf = ini_conf("live_migration_uri = qemu+tcp://admin:b@%s/system\n")
     driver, conn = open_driver(fake, conf)
     done = []
     handle = driver.live_migration(conn.lookupByName("vm1"), "dst", post_method=done.append,

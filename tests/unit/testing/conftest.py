@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,3 +124,11 @@ def start_run(world: World, name: str = "vm1", host: str = "src") -> Run:
     dom = fake.open(f"qemu+tcp://{host}/system").lookupByName(name)
     mdom = fake.open(f"qemu+tcp://{host}/system").lookupByName(name)
     return Run(world, dom, mdom)
+
+
+def wait_until(pred: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    """Until ``pred()`` is true, in real time (a thread has to get somewhere); generous."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
+        time.sleep(0.001)

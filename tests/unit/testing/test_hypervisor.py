@@ -17,10 +17,16 @@ from migrator.testing.hypervisor import (
     ThrottleChanged,
     Transfer,
 )
+from tests.unit.helpers.precopy_reference import reference
 
 GiB = 1024**3
 MiB = 1024**2
 GBIT = 1e9 / 8
+
+
+def new_transfer(**kw) -> Transfer:
+    """A Transfer from t=0 with a 300 ms max downtime, unless ``kw`` says otherwise."""
+    return Transfer(**{"start": 0.0, "downtime_limit": 0.3, **kw})
 
 
 def run(t: Transfer, until: float = 1e7) -> list:
@@ -42,35 +48,6 @@ def closed_form(V: float, R: float, D: float, limit: float = 0.3):
     passes = [V * lam**i for i in range(n + 1)]
     total = (V / R) * (1 - lam ** (n + 1)) / (1 - lam)
     return n, passes, total, V * lam**n / R
-
-
-def reference(V: float, W: float, R: float, D: float, limit: float = 0.3, dt: float = 1e-4):
-    """QEMU's rule stepped by brute force, ``dt`` at a time (no events, no shortcuts).
-
-    Pass 0 sends everything; every ``CHECK_SECONDS`` (and when nothing is left)
-    pending bytes are compared with R x limit; when they fit, the bitmap is
-    synced (pending U dirtied, dirtied within the working set W) and the guest
-    is stopped if the synced set fits too.  Returns (passes, total, downtime).
-    """
-    T = R * limit
-    ticks = round(CHECK_SECONDS / dt)
-    hot_fraction = W / V
-    pending, dirty, sent, passes, step = V, 0.0, 0.0, [], 0
-    while True:
-        step += 1
-        x = min(R * dt, pending)
-        pending -= x
-        sent += x
-        dirty = min(W, dirty + D * dt)
-        if (pending <= 0 or step % ticks == 0) and pending <= T:
-            cold = pending * (1 - hot_fraction)
-            hot = min(W, pending * hot_fraction + dirty)
-            passes.append(sent)
-            sent, dirty, pending = 0.0, 0.0, cold + hot
-            if pending <= T:
-                passes.append(pending)
-                return passes, step * dt + pending / R, pending / R
-            hot_fraction = hot / pending
 
 
 # (memory V, link R, dirty rate D): 10 Gbit 8 GiB busy, 1 Gbit slow, 20 Gbit
@@ -128,14 +105,12 @@ def test_iterations_count_bitmap_syncs() -> None:
 def test_working_set_bounds_what_is_dirty_again() -> None:
     # The guest dirties 2 GB/s, faster than the link, but only 256 MiB of it.
     V, W, R = 8 * GiB, 256 * MiB, 10 * GBIT
-    t = Transfer(
-        start=0.0,
+    t = new_transfer(
         memory=V,
         working_set=W,
         dirty_rate=2e9,
         bandwidth=R,
         link_rate=R,
-        downtime_limit=0.3,
     )
     happenings = run(t)
     passes, total, downtime = reference(V, W, R, 2e9)
@@ -147,14 +122,12 @@ def test_working_set_bounds_what_is_dirty_again() -> None:
 
 
 def test_non_converging_guest_iterates_forever() -> None:
-    t = Transfer(
-        start=0.0,
+    t = new_transfer(
         memory=4 * GiB,
         working_set=2 * GiB,
         dirty_rate=1e9,
         bandwidth=1 * GBIT,
         link_rate=1 * GBIT,
-        downtime_limit=0.3,
     )
     t.advance(3600.0)
     assert t.phase is Phase.PRECOPY
@@ -168,14 +141,12 @@ def test_non_converging_guest_iterates_forever() -> None:
 
 def test_raising_the_downtime_limit_switches_at_once() -> None:
     R = 20 * MiB
-    t = Transfer(
-        start=0.0,
+    t = new_transfer(
         memory=128 * MiB,
         working_set=96 * MiB,
         dirty_rate=1e9,
         bandwidth=R,
         link_rate=1 * GBIT,
-        downtime_limit=0.3,
     )
     t.advance(8.0)  # into pass 1 (pass 0 took 6.4 s)
     assert t.phase is Phase.PRECOPY and t.iteration == 2
@@ -192,14 +163,12 @@ def test_raising_the_downtime_limit_switches_at_once() -> None:
 
 
 def test_stopcopy_runs_at_link_speed_not_the_bandwidth_cap() -> None:
-    t = Transfer(
-        start=0.0,
+    t = new_transfer(
         memory=1 * GiB,
         working_set=1 * GiB,
         dirty_rate=10 * MiB,
         bandwidth=100 * MiB,
         link_rate=10 * GBIT,
-        downtime_limit=0.3,
     )
     run(t)
     stop_set = t.passes[-1]
@@ -208,14 +177,12 @@ def test_stopcopy_runs_at_link_speed_not_the_bandwidth_cap() -> None:
 
 
 def test_paused_guest_stops_dirtying_and_converges() -> None:
-    t = Transfer(
-        start=0.0,
+    t = new_transfer(
         memory=4 * GiB,
         working_set=4 * GiB,
         dirty_rate=2e9,
         bandwidth=1 * GBIT,
         link_rate=1 * GBIT,
-        downtime_limit=0.3,
     )
     t.advance(100.0)
     assert t.phase is Phase.PRECOPY
@@ -228,14 +195,12 @@ def test_paused_guest_stops_dirtying_and_converges() -> None:
 
 def auto_converging(initial: int = 20, increment: int = 10, dirty: float = 2.0) -> Transfer:
     R = 1 * GBIT
-    return Transfer(
-        start=0.0,
+    return new_transfer(
         memory=4 * GiB,
         working_set=4 * GiB,
         dirty_rate=dirty * R,
         bandwidth=R,
         link_rate=R,
-        downtime_limit=0.3,
         auto_converge=AutoConverge(initial=initial, increment=increment),
     )
 
@@ -273,8 +238,7 @@ def test_throttle_scales_the_dirty_rate() -> None:
 
 def test_dirty_rate_statistics_wait_for_the_first_second() -> None:
     R = 10 * GBIT
-    t = Transfer(
-        start=0.0,
+    t = new_transfer(
         memory=512 * MiB,
         working_set=512 * MiB,
         dirty_rate=2e9,
@@ -295,14 +259,12 @@ def test_dirty_rate_statistics_wait_for_the_first_second() -> None:
 
 def test_postcopy_pulls_the_rest_and_counts_requests() -> None:
     R = 1 * GBIT
-    t = Transfer(
-        start=0.0,
+    t = new_transfer(
         memory=4 * GiB,
         working_set=4 * GiB,
         dirty_rate=2 * R,
         bandwidth=R,
         link_rate=R,
-        downtime_limit=0.3,
     )
     t.advance(10.0)
     pending = t.snapshot().memory_remaining
@@ -321,14 +283,12 @@ def test_postcopy_pulls_the_rest_and_counts_requests() -> None:
 
 
 def test_postcopy_bandwidth_limits_the_pull() -> None:
-    t = Transfer(
-        start=0.0,
+    t = new_transfer(
         memory=1 * GiB,
         working_set=1 * GiB,
         dirty_rate=2 * GBIT,
         bandwidth=1 * GBIT,
         link_rate=1 * GBIT,
-        downtime_limit=0.3,
         postcopy_bandwidth=10 * MiB,
     )
     t.advance(5.0)
@@ -339,14 +299,12 @@ def test_postcopy_bandwidth_limits_the_pull() -> None:
 
 
 def test_paused_postcopy_makes_no_progress() -> None:
-    t = Transfer(
-        start=0.0,
+    t = new_transfer(
         memory=1 * GiB,
         working_set=1 * GiB,
         dirty_rate=2 * GBIT,
         bandwidth=1 * GBIT,
         link_rate=1 * GBIT,
-        downtime_limit=0.3,
     )
     t.advance(2.0)
     t.request_postcopy()
@@ -364,14 +322,12 @@ def test_piecewise_rate_is_followed_exactly() -> None:
     rate = Piecewise([(0.0, 2 * R), (300.0, 0.1 * R)])
     assert rate(-1.0) == 2 * R and rate(299.9) == 2 * R and rate(300.0) == 0.1 * R
     assert rate.next_change(10.0) == 300.0 and math.isinf(rate.next_change(300.0))
-    t = Transfer(
-        start=0.0,
+    t = new_transfer(
         memory=4 * GiB,
         working_set=4 * GiB,
         dirty_rate=rate,
         bandwidth=R,
         link_rate=R,
-        downtime_limit=0.3,
     )
     done = run(t)[-1]
     assert isinstance(done, Completed)
@@ -380,14 +336,12 @@ def test_piecewise_rate_is_followed_exactly() -> None:
 
 def test_callable_rate_is_sampled() -> None:
     R = 1 * GBIT
-    t = Transfer(
-        start=0.0,
+    t = new_transfer(
         memory=2 * GiB,
         working_set=2 * GiB,
         dirty_rate=lambda now: 2 * R if now < 100 else 0.0,
         bandwidth=R,
         link_rate=R,
-        downtime_limit=0.3,
         sample_seconds=0.5,
     )
     done = run(t)[-1]
@@ -396,14 +350,12 @@ def test_callable_rate_is_sampled() -> None:
 
 def test_disks_are_copied_before_memory() -> None:
     R = 1 * GBIT
-    t = Transfer(
-        start=0.0,
+    t = new_transfer(
         memory=1 * GiB,
         working_set=1 * GiB,
         dirty_rate=0.0,
         bandwidth=R,
         link_rate=R,
-        downtime_limit=0.3,
         disk_bytes=10 * GiB,
     )
     assert t.phase is Phase.DISK
@@ -420,8 +372,7 @@ def test_disks_are_copied_before_memory() -> None:
 
 def test_bad_sizes_are_refused() -> None:
     with pytest.raises(ValueError):
-        Transfer(
-            start=0.0,
+        new_transfer(
             memory=0,
             working_set=0,
             dirty_rate=0,
@@ -433,14 +384,12 @@ def test_bad_sizes_are_refused() -> None:
 
 def test_a_limit_changed_during_the_disk_copy_does_not_skip_pass_0() -> None:
     R = 1 * GBIT
-    t = Transfer(
-        start=0.0,
+    t = new_transfer(
         memory=64 * MiB,
         working_set=64 * MiB,
         dirty_rate=0.0,
         bandwidth=R,
         link_rate=R,
-        downtime_limit=0.3,
         disk_bytes=1 * GiB,
     )
     t.advance(1.0)

@@ -16,9 +16,18 @@ from migrator.testing.world import (
     Timings,
     World,
 )
+from tests.unit.helpers.precopy_reference import reference
 
-from .conftest import BASE_FLAGS, DST_URI, add_vm, err_tuple, error_of, make_fixture, start_run
-from .test_hypervisor import reference
+from .conftest import (
+    BASE_FLAGS,
+    DST_URI,
+    add_vm,
+    err_tuple,
+    error_of,
+    make_fixture,
+    start_run,
+    wait_until,
+)
 
 GBIT = 1e9 / 8
 
@@ -230,6 +239,9 @@ def test_raising_max_downtime_completes_in_the_same_iteration(world: World) -> N
 def test_suspend_during_migration_completes_and_the_destination_runs(world: World) -> None:
     non_converging(world)
     run = start_run(world).start(params={C.VIR_MIGRATE_PARAM_BANDWIDTH: 20})
+    # the job exists before time moves: a guest paused before its migration starts stays
+    # paused on the destination (another test), which a slow thread start would turn this into
+    wait_until(lambda: world.jobs, "the migration job to start")
     marks: dict[str, float] = {}
 
     def suspend_at_3s(now: float, sample) -> None:

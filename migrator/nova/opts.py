@@ -9,6 +9,8 @@ Nova).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from oslo_config import cfg
 
 import migrator.conf
@@ -33,3 +35,21 @@ def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
         if missing:
             listed.append((group, missing))
     return listed
+
+
+def keep_secrets(service_opts: Iterable[cfg.Opt]) -> list[str]:
+    """Mark secret the service's own definitions of options migrator keeps secret.
+
+    Nova defines ``live_migration_uri`` itself and not as secret, but the URI may
+    carry a password (``qemu+tcp://user:password@%s/system``) that nova-compute's
+    start-up dump of its configuration (``log_opt_values``) would print.  Those
+    are the definitions nova-compute registers and reads, so they are the ones
+    marked; the values do not change.  Returns the names it marked.
+    """
+    secret = {o.dest for _group, opts in migrator.conf.list_opts() for o in opts if o.secret}
+    marked = []
+    for opt in service_opts:
+        if opt.dest in secret and not opt.secret:
+            opt.secret = True
+            marked.append(opt.dest)
+    return marked

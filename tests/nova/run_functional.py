@@ -81,7 +81,9 @@ def nova_source(cache: Path) -> Path:
                 # the safe extraction filter where this Python has it (3.11.4+)
                 kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
                 tar.extractall(cache, **kwargs)
-    marker = tree / ".migrator-test-requirements-installed"
+    # The requirements go into this Python's environment, so the note that they are
+    # there lives in it too: a recreated virtualenv installs them again.
+    marker = Path(sys.prefix) / f".migrator-nova-{NOVA_VERSION}-test-requirements"
     if not marker.exists():
         subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                         "-r", str(tree / "test-requirements.txt"), *EXTRA_REQUIREMENTS],
@@ -122,9 +124,19 @@ class Stestr:
         return [sys.executable, "-m", "stestr", "--test-path=./nova/tests/functional", *args]
 
     def list(self, regex: str) -> list[str]:
-        out = subprocess.run(self.command("list", regex), cwd=self.tree, env=self.env,
-                             capture_output=True, text=True, check=True).stdout
+        """The test ids ``regex`` selects."""
+        if not (self.tree / ".stestr").is_dir():  # "list" needs the repository "run" creates
+            self._check("init")
+        out = self._check("list", regex)
         return [line for line in out.splitlines() if line.startswith("nova.")]
+
+    def _check(self, *args: str) -> str:
+        done = subprocess.run(self.command(*args), cwd=self.tree, env=self.env,
+                              capture_output=True, text=True, check=False)
+        if done.returncode:
+            sys.exit(f"stestr {' '.join(args)} failed ({done.returncode}):\n"
+                     f"{done.stdout[-2000:]}{done.stderr[-4000:]}")
+        return done.stdout
 
     def run(self, *args: str) -> dict[str, str]:
         """Run, echoing stestr's output; the results of this run."""
@@ -134,7 +146,7 @@ class Stestr:
 
 
 #: A worker that finishes no test for this long is stuck (Nova's per-test timeout is 160 s)
-STALL_SECONDS = 300
+STALL_SECONDS = 200
 _TEST_ENDED = re.compile(r"^\{\d+\} \S+ \[")
 
 
@@ -199,13 +211,17 @@ def _pid_and_parent(stat: str) -> tuple[int, int]:
 
 def run_tests(tree: Path, regex: str, mode: str, threads: str,
               concurrency: int | None = None) -> Run:
-    """Nova's tests matching ``regex`` with ``mode``'s driver on ``threads``; a test that
-    fails (or never ran: its worker was stuck) runs once more, alone in its own process."""
+    """Nova's tests matching ``regex`` with ``mode``'s driver on ``threads``, then
+    :func:`rerun` for the ones that did not pass."""
     run = Run(mode, threads)
     fd, record = tempfile.mkstemp(prefix=f"nova-{mode}-", suffix=".jsonl")
     os.close(fd)
     env = dict(os.environ, **TEST_ENV, MIGRATOR_NOVA_HARNESS=mode, MIGRATOR_NOVA_RECORD=record,
                OS_NOVA_DISABLE_EVENTLET_PATCHING=THREADS[threads])
+    # this Python's environment first, as if activated (tox -e nova-functional runs it
+    # from the nova environment without activating that)
+    env["PATH"] = os.pathsep.join(p for p in (os.path.dirname(sys.executable),
+                                              os.environ.get("PATH")) if p)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(HERE / "harness"), str(ROOT), os.environ.get("PYTHONPATH")) if p)
     print(f"--- Nova {NOVA_VERSION} functional tests, {run.name}, filter: {regex}", flush=True)
@@ -214,15 +230,33 @@ def run_tests(tree: Path, regex: str, mode: str, threads: str,
     run.expected = stestr.list(regex)
     run.results = stestr.run(*(["--concurrency", str(concurrency)] if concurrency else []),
                              regex)
-    for test in run.failed():
-        print(f"--- rerunning alone, in its own process: {test}", flush=True)
-        status = stestr.run("--no-discover", test).get(test, "not run")
-        run.reruns[test] = run.results[test] = status
+    rerun(stestr, run)
     run.seconds = time.monotonic() - start
     with open(record) as f:
         run.migrations = [json.loads(line) for line in f if line.strip()]
     os.unlink(record)
     return run
+
+
+def rerun(stestr: Stestr, run: Run) -> None:
+    """Run again what did not pass: the tests a stuck worker never started in one
+    more worker, one after another; then each test that failed (or still did not
+    run) alone in its own process.  Their last status is the one that counts."""
+    never_started = [t for t in run.failed() if t not in run.results]
+    if never_started:  # a stuck worker's queue: one more worker, one test after another
+        print(f"--- running the {len(never_started)} test(s) a stuck worker never started",
+              flush=True)
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as load_list:
+            load_list.write("".join(f"{t}\n" for t in never_started))
+            load_list.flush()
+            ran = stestr.run("--concurrency", "1", "--load-list", load_list.name)
+        for test in never_started:
+            if test in ran:
+                run.reruns[test] = run.results[test] = ran[test]
+    for test in run.failed():
+        print(f"--- rerunning alone, in its own process: {test}", flush=True)
+        status = stestr.run("--no-discover", test).get(test, "not run")
+        run.reruns[test] = run.results[test] = status
 
 
 def _last_results(tree: Path, env: dict[str, str]) -> dict[str, str]:
@@ -260,7 +294,7 @@ def report(run: Run) -> None:
     print(f"=== {run.name}: {len(run.results)} tests in {run.seconds:.0f} s: " + ", ".join(
         f"{n} {status}" for status, n in sorted(counts.items())))
     for test, status in run.reruns.items():
-        print(f"=== {run.name}: rerun alone: {test}: {status}")
+        print(f"=== {run.name}: rerun: {test}: {status}")
     statuses = collections.Counter(m["status"] for m in run.migrations)
     print(f"=== {run.name}: {len(run.migrations)} live migrations went through "
           f"{'migrator' if run.mode == 'migrator' else 'Nova own driver'}"

@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("nova", reason="Nova is not installed here: run tox -e nova")
 
 import nova.conf  # noqa: E402
+from oslo_config import cfg, generator  # noqa: E402
 from oslo_config import fixture as config_fixture  # noqa: E402
-from oslo_config import generator  # noqa: E402
 
 import migrator.conf  # noqa: E402
 from migrator import exception  # noqa: E402
@@ -91,3 +91,50 @@ def test_importing_migrator_does_not_import_nova():
 
 
 
+
+
+def _logged_options(conf):
+    lines = []
+
+    class Log:
+        def log(self, _level, fmt, *args):
+            lines.append(fmt % args if args else fmt)
+
+    conf.log_opt_values(Log(), 10)
+    return "\n".join(lines)
+
+
+def test_a_password_in_novas_live_migration_uri_is_masked_in_novas_log(monkeypatch):
+    from nova.conf import libvirt as nova_libvirt
+
+    (uri_opt,) = [o for o in nova_libvirt.ALL_OPTS if o.dest == "live_migration_uri"]
+    monkeypatch.setattr(uri_opt, "secret", False)  # Nova's definition; restored afterwards
+    conf = cfg.ConfigOpts()  # Nova's definition of the option (the object Nova registers)
+    conf.register_opt(uri_opt, group="libvirt")
+    conf([], default_config_files=[])
+    conf.set_override("live_migration_uri", "qemu+tcp://admin:hunter2@%s/system",
+                      group="libvirt")
+    assert "hunter2" in _logged_options(conf)  # what Nova alone would log
+
+    assert nova_opts.keep_secrets(nova_libvirt.ALL_OPTS) == ["live_migration_uri"]
+    logged = _logged_options(conf)
+    assert "hunter2" not in logged
+    assert re.search(r"libvirt\.live_migration_uri\s+= \*\*\*\*", logged)
+    assert nova_opts.keep_secrets(nova_libvirt.ALL_OPTS) == []  # once is enough
+    # the value itself is unchanged
+    assert conf.libvirt.live_migration_uri == "qemu+tcp://admin:hunter2@%s/system"
+
+
+def test_migrator_nova_compute_masks_secrets_before_nova_logs_its_options(monkeypatch):
+    """With native threads nova-compute logs its options before it loads a driver."""
+    from nova.cmd import compute
+    from nova.conf import libvirt as nova_libvirt
+
+    from migrator.nova import cmd
+
+    (uri_opt,) = [o for o in nova_libvirt.ALL_OPTS if o.dest == "live_migration_uri"]
+    monkeypatch.setattr(uri_opt, "secret", False)
+    seen = []
+    monkeypatch.setattr(compute, "main", lambda: seen.append(uri_opt.secret))
+    cmd.main()
+    assert seen == [True]

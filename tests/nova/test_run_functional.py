@@ -88,3 +88,37 @@ def test_a_stuck_worker_is_killed_and_the_output_echoed(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "{0} nova.t1 [1.0s] ... ok" in out
     assert "killing stuck stestr worker(s)" in out
+
+
+class FakeStestr:
+    """Answers each run with the given statuses; records what was asked."""
+
+    def __init__(self, *answers):
+        self.answers, self.calls = list(answers), []
+
+    def run(self, *args):
+        if "--load-list" in args:
+            with open(args[args.index("--load-list") + 1]) as f:
+                args = (*args, sorted(f.read().split()))
+        self.calls.append(args)
+        return self.answers.pop(0)
+
+
+def test_a_stuck_workers_tests_run_together_then_each_failure_alone():
+    r = run_functional.Run("migrator", "native")
+    r.expected = ["t1", "t2", "t3", "t4"]
+    r.results = {"t1": "success", "t2": "fail"}  # t3, t4: the stuck worker never got to them
+    stestr = FakeStestr({"t3": "success", "t4": "fail"}, {"t2": "success"}, {"t4": "success"})
+    run_functional.rerun(stestr, r)
+    together, alone_t2, alone_t4 = stestr.calls
+    assert together[:2] == ("--concurrency", "1") and together[-1] == ["t3", "t4"]
+    assert (alone_t2, alone_t4) == (("--no-discover", "t2"), ("--no-discover", "t4"))
+    assert r.failed() == [] and r.reruns == {"t2": "success", "t3": "success", "t4": "success"}
+
+
+def test_a_test_that_never_passes_stays_failed():
+    r = run_functional.Run("migrator", "native")
+    r.expected = ["t1"]
+    r.results = {}
+    run_functional.rerun(FakeStestr({}, {}), r)
+    assert r.failed() == ["t1"] and r.reruns == {"t1": "not run"}

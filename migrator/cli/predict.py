@@ -19,8 +19,6 @@ from migrator.cli import common, prediction
 from migrator.cli.common import EXIT_OK, UsageError
 from migrator.predict import Prediction
 
-ACTIVE = 1  # VIR_CONNECT_LIST_DOMAINS_ACTIVE: running or paused
-
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -81,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         if args.domain:
             doms = [prediction.lookup(conn, name, args.connect) for name in args.domain]
         else:
-            doms = conn.listAllDomains(ACTIVE)
+            doms = conn.listAllDomains(constants.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
         if not doms:
             raise UsageError(f"no running guest on {args.connect}")
         facts, failed = _measure_all(doms, bool(args.domain))

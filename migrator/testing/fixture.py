@@ -13,13 +13,18 @@ Use it in your own test suite::
             self.fake.world.add_host("dst")
             self.fake.world.add_guest("src", "vm1", memory=4 * GiB, dirty_rate=100 * MiB)
 
+In a pytest fixture, ``with fake_hosts() as fake: yield fake`` does the same with hosts
+"src" and "dst" on a 10 Gbit/s link.
+
 While installed, ``migrator._libvirt.module()`` and ``import libvirt`` both
 give :mod:`migrator.testing.fakelibvirt`; everything is restored on cleanup.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -70,3 +75,18 @@ class FakeLibvirtFixture(fixtures.Fixture):
     def _abort_leftover_jobs(self) -> None:
         """Fail any migration still blocked, so no test thread hangs after cleanup."""
         self.world.shutdown()
+
+
+@contextlib.contextmanager
+def fake_hosts(*names: str, link_gbps: float = 10, **world_kwargs: Any
+               ) -> Iterator[FakeLibvirtFixture]:
+    """The fake libvirt installed with hosts ``names`` (default "src" and "dst") on links of
+    ``link_gbps``, for tests outside a testtools case (a pytest fixture, a helper)."""
+    fx = FakeLibvirtFixture(**world_kwargs)
+    fx.setUp()
+    try:
+        for name in names or ("src", "dst"):
+            fx.world.add_host(name, link_gbps=link_gbps)
+        yield fx
+    finally:
+        fx.cleanUp()

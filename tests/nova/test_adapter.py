@@ -35,7 +35,7 @@ from migrator.driver import LiveMigrationDriver  # noqa: E402
 from migrator.nova import connection  # noqa: E402
 from migrator.nova import driver as nova_driver  # noqa: E402
 from migrator.testing import GiB, MiB  # noqa: E402
-from migrator.testing.fixture import FakeLibvirtFixture  # noqa: E402
+from migrator.testing.fixture import fake_hosts  # noqa: E402
 
 CONF = nova.conf.CONF
 objects.register_all()
@@ -173,12 +173,8 @@ class Nova:
 
 @pytest.fixture
 def fake():
-    fx = FakeLibvirtFixture(require_event_loop=False)
-    fx.setUp()
-    fx.world.add_host("src", link_gbps=10)
-    fx.world.add_host("dst", link_gbps=10)
-    yield fx
-    fx.cleanUp()
+    with fake_hosts(require_event_loop=False) as fx:
+        yield fx
 
 
 @pytest.fixture

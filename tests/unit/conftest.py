@@ -9,7 +9,7 @@ import pytest
 from oslo_config import cfg
 
 import migrator.conf
-from migrator.testing.fixture import FakeLibvirtFixture
+from migrator.testing.fixture import fake_hosts
 
 
 @pytest.fixture
@@ -33,9 +33,5 @@ def ini_conf(tmp_path: Path):
 @pytest.fixture
 def fake():
     """The fake libvirt in place of ``libvirt``: hosts "src" and "dst" on a 10 Gbit/s link."""
-    fx = FakeLibvirtFixture(require_event_loop=False)
-    fx.setUp()
-    fx.world.add_host("src", link_gbps=10)
-    fx.world.add_host("dst", link_gbps=10)
-    yield fx
-    fx.cleanUp()
+    with fake_hosts(require_event_loop=False) as fx:
+        yield fx

@@ -110,13 +110,9 @@ def test_a_saturated_measurement_says_where_the_verdict_would_change():
 def migrate(conf, prior: bool, memory, working_set, rate):
     """One migration through the driver in a world of its own; with ``prior``, its
     prediction made first.  (outcome, when the max downtime reached the ceiling)"""
-    from migrator.testing.fixture import FakeLibvirtFixture
+    from migrator.testing.fixture import fake_hosts
 
-    fx = FakeLibvirtFixture(require_event_loop=False)
-    fx.setUp()
-    try:
-        fx.world.add_host("src", link_gbps=10)
-        fx.world.add_host("dst", link_gbps=10)
+    with fake_hosts(require_event_loop=False) as fx:
         fx.world.add_guest("src", "vm", memory=memory, working_set=working_set, dirty_rate=rate)
         driver, conn = open_driver(fx, conf)
         dom = conn.lookupByName("vm")
@@ -124,8 +120,6 @@ def migrate(conf, prior: bool, memory, working_set, rate):
         outcome = driver.live_migration(dom, "dst", post_method=lambda o: None,
                                         recover_method=lambda o: None,
                                         prediction=prediction).wait(60)
-    finally:
-        fx.cleanUp()
     ceiling = [a.at for a in outcome.actions if a.ok and (
         a.action == "start_post_copy" or a.action == "set_max_downtime" and a.value == 500)]
     return outcome, ceiling[0] if ceiling else None

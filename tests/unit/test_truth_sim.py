@@ -433,17 +433,22 @@ def test_controls_from_recover_method_after_a_queued_cancel_resolve(fake):
     check_settled(first)
 
 
-def test_a_thread_that_cannot_start_now_is_an_error_and_no_ghost(fake, monkeypatch):
-    converging_guest(fake, "vm0")
-    converging_guest(fake, "vm1")
+def thread_cannot_start(monkeypatch, guest):
+    """The migration thread of ``guest`` fails to start, as when the process has no more."""
     real = concurrency.spawn
 
     def spawn(target, name):
-        if name == "migrator-vm0":
+        if name == f"migrator-{guest}":
             raise RuntimeError("can't start new thread")
         return real(target, name)
 
     monkeypatch.setattr(concurrency, "spawn", spawn)
+
+
+def test_a_thread_that_cannot_start_now_is_an_error_and_no_ghost(fake, monkeypatch):
+    converging_guest(fake, "vm0")
+    converging_guest(fake, "vm1")
+    thread_cannot_start(monkeypatch, "vm0")
     run = Run(fake, make_conf(max_concurrent_live_migrations=1), name="vm0")
     with pytest.raises(exception.MigratorError, match="can't start new thread"):
         run.start()
@@ -459,14 +464,7 @@ def test_a_queued_migration_whose_thread_cannot_start_settles(fake, monkeypatch)
     hopeless_guest(fake, "vm0")
     converging_guest(fake, "vm1")
     converging_guest(fake, "vm2")
-    real = concurrency.spawn
-
-    def spawn(target, name):
-        if name == "migrator-vm1":
-            raise RuntimeError("can't start new thread")
-        return real(target, name)
-
-    monkeypatch.setattr(concurrency, "spawn", spawn)
+    thread_cannot_start(monkeypatch, "vm1")
     conf = make_conf(max_concurrent_live_migrations=1, live_migration_completion_timeout=5)
     first = Run(fake, conf, name="vm0")
     first.start()

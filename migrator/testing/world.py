@@ -293,10 +293,13 @@ class World:
         if posted:
             self._settle(posted)
 
-    def flush(self) -> None:
-        """Apply changes made at the current time (a setter may trigger a switch-over)."""
-        for job in list(self.jobs):
-            job.advance(self._t)
+    def flush(self, job: MigrationJob) -> None:
+        """Apply a change a setter made to ``job`` at the current time (it may switch over).
+
+        Only that job: the others are already at (or past) the current time, and
+        advancing every job on every setter call cost O(N) per call, O(N^2) for N
+        migrations that each tune their own job."""
+        job.advance(self._t)
 
     def _settle(self, posted: list[Waiter]) -> None:
         """Give woken ``migrateToURI3`` callers a moment to return before time moves on.

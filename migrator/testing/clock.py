@@ -82,6 +82,7 @@ class _Sleepers:
         self._heap: list[tuple[float, int]] = []  # deadlines (lazy deletes)
         self._due: set[int] = set()  # deadline passed or event set, still inside
         self._parked: set[int] = set()  # waiting for the due ones to leave
+        self._parked_heap: list[tuple[float, int]] = []  # their deadlines (lazy deletes)
         self._waited_until: dict[int, float] = {}  # thread -> when its last wait ended
 
     def __len__(self) -> int:
@@ -107,16 +108,31 @@ class _Sleepers:
             self._waited_until[me] = now
             self._due.discard(me)
             if not self._due and self._parked:
-                first = min(self._parked, key=lambda t: self._by_thread[t].deadline)
-                self._by_thread[first].turn.set()
+                self._by_thread[self._first_parked()].turn.set()
+
+    def _first_parked(self) -> int:
+        """The parked thread with the earliest deadline (lock held, some parked).
+
+        A heap with lazy deletes: a scan of every parked thread at each leave
+        cost O(N) per wait, O(N^2) per tick with N monitors."""
+        heap = self._parked_heap
+        while True:
+            deadline, thread = heap[0]
+            sleeper = self._by_thread.get(thread)
+            if thread in self._parked and sleeper is not None and sleeper.deadline == deadline:
+                return thread
+            heapq.heappop(heap)
 
     def next_step(self, me: int) -> float | None:
         """The earliest deadline of all waiting threads, or None (then :meth:`park`)
         while others whose wait is over have not left it yet."""
         with self._lock:
             if len(self._due) > (me in self._due):
-                self._by_thread[me].turn.clear()
-                self._parked.add(me)
+                sleeper = self._by_thread[me]
+                sleeper.turn.clear()
+                if me not in self._parked:
+                    self._parked.add(me)
+                    heapq.heappush(self._parked_heap, (sleeper.deadline, me))
                 return None
             heap = self._heap
             while self._by_thread.get(heap[0][1], _GONE).deadline != heap[0][0]:

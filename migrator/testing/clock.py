@@ -28,6 +28,7 @@ without moving time.
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import sys
@@ -37,9 +38,11 @@ from dataclasses import dataclass, field
 
 # A listener steps to the given time and returns the time it reached.
 Listener = Callable[[float], float]
-# A thread that lets others go first is woken when it is its turn; it also looks
-# on its own this often (real seconds), in case its event was set from outside.
-_HANDOVER_CHECK = 0.5
+# A thread that lets others go first is woken when it is its turn; an event set
+# from outside is seen at the next step (mark_due).  It also looks on its own this
+# often (real seconds), as a safety net only: with 1,000 parked threads a short
+# check woke them all every interval, CPU in proportion to N per migration.
+_HANDOVER_CHECK = 5.0
 
 
 def cooperate() -> None:
@@ -70,10 +73,13 @@ class _Sleepers:
     """The threads inside :meth:`VirtualClock.wait`, and whose turn it is.
 
     Time moves only when no waiting thread whose deadline has passed (or whose
-    event was set) is still inside its wait.  Each of those is woken by its
-    own event, and when the last has left, one parked thread (the earliest
-    deadline) is woken to move time: a tick wakes each thread about once,
-    not every thread at every change.
+    event was set) is still inside its wait.  Those are woken one after the
+    other, by their own event: each one leaving wakes the next, and when the
+    last has left, one parked thread (the earliest deadline) is woken to move
+    time.  A tick wakes each thread about once, and only a few threads are
+    runnable at a time: with 1,000 native threads made runnable at once, each
+    waiting for the GIL wakes every switch interval to ask for it, so the
+    hand-over alone cost CPU in proportion to N per thread.
     """
 
     def __init__(self) -> None:
@@ -81,6 +87,7 @@ class _Sleepers:
         self._by_thread: dict[int, _Sleeper] = {}
         self._heap: list[tuple[float, int]] = []  # deadlines (lazy deletes)
         self._due: set[int] = set()  # deadline passed or event set, still inside
+        self._to_wake: collections.deque[int] = collections.deque()  # due, not woken yet
         self._parked: set[int] = set()  # waiting for the due ones to leave
         self._parked_heap: list[tuple[float, int]] = []  # their deadlines (lazy deletes)
         self._waited_until: dict[int, float] = {}  # thread -> when its last wait ended
@@ -107,8 +114,19 @@ class _Sleepers:
             self._parked.discard(me)
             self._waited_until[me] = now
             self._due.discard(me)
+            if self._wake_next_due():
+                return
             if not self._due and self._parked:
                 self._by_thread[self._first_parked()].turn.set()
+
+    def _wake_next_due(self) -> bool:
+        """Wake the next due thread still inside its wait (lock held); whether one was."""
+        while self._to_wake:
+            sleeper = self._by_thread.get(self._to_wake.popleft())
+            if sleeper is not None:
+                sleeper.turn.set()
+                return True
+        return False
 
     def _first_parked(self) -> int:
         """The parked thread with the earliest deadline (lock held, some parked).
@@ -129,7 +147,8 @@ class _Sleepers:
         with self._lock:
             if len(self._due) > (me in self._due):
                 sleeper = self._by_thread[me]
-                sleeper.turn.clear()
+                if me not in self._due:  # a due one keeps a wake it may have been given
+                    sleeper.turn.clear()
                 if me not in self._parked:
                     self._parked.add(me)
                     heapq.heappush(self._parked_heap, (sleeper.deadline, me))
@@ -146,15 +165,15 @@ class _Sleepers:
             self._parked.discard(me)
 
     def mark_due(self, me: int, now: float) -> bool:
-        """After a step: wake those whose deadline passed or whose event was set (a
-        migration that ended at this step woke its monitor).  Whether any besides ``me``."""
+        """After a step: mark due those whose deadline passed or whose event was set (a
+        migration that ended at this step woke its monitor) and wake the first; each
+        one leaving wakes the next.  Whether any besides ``me`` is due."""
         with self._lock:
-            due = {t: z for t, z in self._by_thread.items()
-                   if z.deadline <= now or z.stop.is_set()}
-            self._due = set(due)
-        for sleeper in due.values():  # outside the lock: 1,000 threads contend for it
-            sleeper.turn.set()
-        return len(due) > (me in due)
+            self._due = {t for t, z in self._by_thread.items()
+                         if z.deadline <= now or z.stop.is_set()}
+            self._to_wake = collections.deque(t for t in self._due if t != me)
+            self._wake_next_due()
+            return len(self._due) > (me in self._due)
 
 
 class VirtualClock:

@@ -29,11 +29,12 @@ without moving time.
 from __future__ import annotations
 
 import collections
+import contextlib
 import heapq
 import itertools
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 # A listener steps to the given time and returns the time it reached.
@@ -188,6 +189,7 @@ class VirtualClock:
         self._advancer: int | None = None
         self._depth = 0
         self._sleepers = _Sleepers()  # the threads inside wait()
+        self._holds = 0  # holding() blocks, registered among the sleepers
 
     def now(self) -> float:
         return self._now
@@ -260,7 +262,26 @@ class VirtualClock:
     @property
     def waiting(self) -> int:
         """How many threads are inside :meth:`wait` now (scenario scripts wait on it)."""
-        return len(self._sleepers)
+        return len(self._sleepers) - self._holds
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """Virtual time stands still inside: threads that wait park, as behind a thread
+        whose wait is over, and the earliest of them moves time once it ends.
+
+        For scripts that start many waiters and release them together: a gate each
+        waiter blocks on inside an advance would wake them all at once."""
+        token = object()
+        key = -id(token)  # unique while token lives; no thread has a negative id
+        with self._lock:
+            self._holds += 1
+        self._sleepers.enter(key, self._now, 0.0, threading.Event())
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holds -= 1
+            self._sleepers.leave(key, self._now)
 
     def is_advancing_thread(self) -> bool:
         """True when called from inside an advance (a timer, listener or event callback)."""

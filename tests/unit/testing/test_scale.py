@@ -149,3 +149,21 @@ def test_parked_threads_do_not_poll_each_tick(monkeypatch) -> None:
         t.join(max(deadline - time.monotonic(), 0.1))
     assert clock.now() == 5.0
     assert timeouts == []
+
+
+def test_time_stands_still_while_held() -> None:
+    """holding(): waiting threads park instead of moving time, and are released one
+    at a time (a gate inside advance_to released all N at once)."""
+    from migrator.testing.clock import VirtualClock
+
+    clock = VirtualClock()
+    never = threading.Event()
+    threads = [threading.Thread(target=clock.wait, args=(never, 0.5 + i)) for i in range(3)]
+    with clock.holding():
+        for t in threads:
+            t.start()
+        wait_until(lambda: len(clock._sleepers._parked) == 3, "3 parked waiters")
+        assert clock.waiting == 3 and clock.now() == 0.0
+    for t in threads:
+        t.join(30)
+    assert clock.now() == 2.5 and clock.waiting == 0

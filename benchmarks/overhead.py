@@ -465,9 +465,9 @@ def run(quick: bool = False) -> Report:
                    "not share the link between migrations).  Virtual time is held until all N "
                    "are started ('in flight'), then released; 'run' is the wall time from then "
                    "until every outcome is in, 'CPU in run' the process CPU time over the same "
-                   f"span.  Each row is the median of {repeats} runs (fresh processes) by CPU per "
-                   "migration; 'runs' lists each run's.  'samples' = job samples the monitor "
-                   "took (a 0.5 s poll); 'virtual T' "
+                   f"span.  Each row is the median by CPU per migration of {repeats} run(s), each "
+                   "in a fresh process; 'runs' lists each run's.  'samples' = job samples the "
+                   "monitor took (a 0.5 s poll); 'virtual T' "
                    "is the outcome's total_seconds; 'alone' the same migration run by itself.  "
                    "'threads in flight' = threading.active_count() while all N are in flight "
                    "(live greenlets under eventlet); OS threads from /proc/self/status.")

@@ -21,7 +21,13 @@ converge is known long before the timeout.  This policy therefore:
   would do anyway), and nothing when the completion timeout is off;
 * never forces a switchover it predicts cannot finish (link down, or the
   dirty set cannot be sent before the completion timeout), and never acts on
-  a migration that is still making progress.
+  a migration that is still making progress;
+* given a prediction made before the start (its prior, from
+  :func:`migrator.forecast.adaptive_tuning`), starts where the first boundary
+  would have taken it: the ceiling when the passes will not halve the set and
+  the first set fits or nothing fits, the measured rate as the floor of QEMU's
+  when weighing post-copy, and a shorter stall window for a guest predicted
+  not to converge.
 
 Everything else (force-complete requests, the completion timeout and its
 action, retries, nothing in post-copy) is Nova's behaviour, from the same

@@ -85,8 +85,14 @@ class DirtyRate:
 
 
 def interpret(windows: tuple[Window, ...]) -> DirtyRate:
-    """The rate (mean of the shortest windows) and the working set (the mean of the longest
-    ones, if the writes saturated them), from page-sampling results."""
+    """The rate and the working set from page-sampling results.
+
+    The working set is the mean of the longest windows when the writes saturated
+    them.  The rate is the mean of the shortest windows; when the longest ones were
+    not saturated they measured the same rate, so every window counts, weighted by
+    its length: page sampling's error shrinks with the sampled pages written, i.e.
+    with the seconds measured.
+    """
     if not windows:
         raise ValueError("no measurement windows")
     short = min(w.seconds for w in windows)
@@ -99,6 +105,9 @@ def interpret(windows: tuple[Window, ...]) -> DirtyRate:
         # noise on a slow guest (few sampled pages), not a working set of zero
         if 0 < distinct < SATURATED * rate * longest:
             working_set = distinct
+        elif distinct >= SATURATED * rate * longest:
+            rate = (sum(w.bytes_per_second * w.seconds for w in windows)
+                    / sum(w.seconds for w in windows))
     # a short window that saw (about) the whole working set only bounds the rate from below
     at_least = working_set is not None and rate * short >= 0.9 * working_set
     return DirtyRate(rate, working_set, at_least, windows, "page-sampling")

@@ -3,7 +3,9 @@
 Every migration runs :func:`migrator.simulate.run`: the shipped
 ``LiveMigrationDriver``, monitor loop and a policy against the simulated
 hypervisor on a virtual clock.  migrator's policies are chosen the way an
-operator chooses them (``live_migration_convergence``); the peers
+operator chooses them (``live_migration_convergence``), and adaptive once
+more as ``adaptive-measured``: given the prediction the driver makes first
+from the guest's measured dirty rate (its prior, issue 12); the peers
 (:mod:`benchmarks.peers`) and the candidates of the clairvoyant bound
 (:mod:`benchmarks.bound`) come in through the driver's ``policy_factory``.
 The option sets (``live_migration_permit_post_copy`` / ``_auto_converge``)
@@ -102,8 +104,11 @@ def workloads(quick: bool = False) -> list[Workload]:
 
 
 MIGRATOR = ("steps", "adaptive")  # live_migration_convergence
+# adaptive given the prediction the driver makes first (LiveMigrationDriver.predict:
+# page sampling on the simulated guest, a few virtual seconds before the start).
+MEASURED = "adaptive-measured"
 PEER_NAMES = tuple(PEERS)
-POLICY_NAMES = MIGRATOR + PEER_NAMES
+POLICY_NAMES = MIGRATOR + (MEASURED,) + PEER_NAMES
 
 
 def applies(w: Workload, policy: str) -> bool:
@@ -129,14 +134,15 @@ def run_one(w: Workload, policy: str, factory: Any = None) -> dict[str, Any]:
     ``factory`` (settings, plan -> policy) replaces the named policy's."""
     from migrator import simulate
 
-    convergence = policy if policy in MIGRATOR else "steps"
+    convergence = "adaptive" if policy == MEASURED else policy if policy in MIGRATOR else "steps"
     conf = make_conf(live_migration_convergence=convergence, **OPTIONS[w.options])
     memory = w.memory_gib * GiB
     t0 = time.perf_counter()
     with migrator_logs_at(logging.CRITICAL):
         res = simulate.run(conf, memory=memory, dirty_rate=w.ratio * w.bandwidth,
                            bandwidth=w.bandwidth, working_set=int(memory * w.working_set),
-                           policy_factory=factory or _factory(w, policy))
+                           policy_factory=factory or _factory(w, policy),
+                           predict_first=policy == MEASURED)
     o = res.outcome
     last = o.actions[-1] if o.actions else None
     return {
@@ -199,7 +205,8 @@ def run(quick: bool = False, jobs: int | None = None) -> Report:
                     meta={"workloads": len(ws), "migrations": len(records),
                           "wall_seconds": round(wall, 1), "quick": quick})
     simreport.fill(report, records, ceiling_ms=CEILING_MS, bands=[b for b, _ in BANDS],
-                   options=list(OPTIONS), peers=("steps",) + PEER_NAMES)
+                   options=list(OPTIONS), peers=("steps",) + PEER_NAMES,
+                   adaptive=("adaptive", MEASURED))
     report.verdict.append(
         f"{len(records)} simulated migrations in {wall:.0f} s wall ({len(ws)} workloads x "
         f"{len(POLICY_NAMES)} policies + the bound's {len(bound.BOUND_NAMES)} candidates).")

@@ -66,10 +66,11 @@ class Suite:
         return r["total_s"] / b["total_s"] if b is not None and done(r, self.ceiling_ms) \
             else None
 
-    def pairs(self, other: str, band: str | None = None) -> list[tuple[Record, Record]]:
-        return [(runs[ADAPTIVE], runs[other]) for runs in self.by.values()
-                if ADAPTIVE in runs and other in runs
-                and (band is None or runs[ADAPTIVE]["band"] == band)]
+    def pairs(self, other: str, band: str | None = None,
+              who: str = ADAPTIVE) -> list[tuple[Record, Record]]:
+        return [(runs[who], runs[other]) for runs in self.by.values()
+                if who in runs and other in runs
+                and (band is None or runs[who]["band"] == band)]
 
 
 def _cost_cells(s: Suite, rs: list[Record]) -> list[str]:
@@ -151,53 +152,59 @@ def paired_table(s: Suite, bands: Sequence[str], peers: Sequence[str]) -> Table:
 
 
 def verdict(s: Suite, bands: Sequence[str], options: Sequence[str],
-            peers: Sequence[str]) -> list[str]:
+            peers: Sequence[str], who: str = ADAPTIVE) -> list[str]:
+    """The verdict lines for migrator's policy ``who`` (adaptive, or adaptive measured)."""
     c = s.ceiling_ms
     out = []
     worst = []
     for band in bands:
         for opt in options:
-            ratios = [x for x in (s.t_best_ratio(r) for r in s.runs(ADAPTIVE, band, opt))
+            ratios = [x for x in (s.t_best_ratio(r) for r in s.runs(who, band, opt))
                       if x is not None]
             p50, p90 = median(ratios), percentile(ratios, 90)
             if p50 is not None and (p50 > 1.05 or (p90 or 0) > 1.5):
-                worst.append(f"{band} {opt}: p50 {p50:.2f}, p90 {p90:.2f}")
-    out.append("- adaptive T/T_best p50 <= 1.05 and p90 <= 1.5 in every band and option set: "
+                worst.append(f"{band} {opt}: p50 {p50:.3f}, p90 {p90:.2f}")
+    out.append(f"- {who} T/T_best p50 <= 1.05 and p90 <= 1.5 in every band and option set: "
                + ("yes" if not worst else "NO (" + "; ".join(worst) + ")"))
-    missed = sorted({label(a) for peer in peers for a, p in s.pairs(peer)
+    missed = sorted({label(a) for peer in peers for a, p in s.pairs(peer, who=who)
                      if done(p, c) and not done(a, c)})
-    out.append("- adaptive completes every workload any peer completes within the ceiling: "
+    out.append(f"- {who} completes every workload any peer completes within the ceiling: "
                + ("yes" if not missed else f"NO ({len(missed)}: " + "; ".join(missed[:6])
                   + (" ..." if len(missed) > 6 else "") + ")"))
-    over_only = sorted({label(a) for peer in peers for a, p in s.pairs(peer)
+    over_only = sorted({label(a) for peer in peers for a, p in s.pairs(peer, who=who)
                         if above_ceiling(p, c) and not done(a, c)})
     if over_only:
         out.append(f"  ({len(over_only)} workloads only a peer completes, by stopping the guest "
                    f"longer than the {c} ms ceiling: " + "; ".join(over_only[:4])
                    + (" ..." if len(over_only) > 4 else "") + ")")
-    dts = [r["downtime_ms"] for r in s.runs(ADAPTIVE) if r["status"] == "completed"
+    dts = [r["downtime_ms"] for r in s.runs(who) if r["status"] == "completed"
            and r["downtime_ms"] is not None]
     high = max(dts) if dts else None
-    out.append(f"- adaptive downtime never above the ceiling: "
+    out.append(f"- {who} downtime never above the ceiling: "
                f"{'yes' if high is None or high <= c else 'NO'} (max {fmt(high, 0)} ms, "
                f"ceiling {c} ms)")
     slower = []
     for band in bands:
         for peer in peers:
-            both = [(a, p) for a, p in s.pairs(peer, band) if done(a, c) and done(p, c)]
+            both = [(a, p) for a, p in s.pairs(peer, band, who)
+                    if done(a, c) and done(p, c)]
             ratio = median(a["total_s"] / p["total_s"] for a, p in both)
             if ratio is not None and ratio > 1.0:
-                slower.append(f"{band} vs {peer}: {ratio:.3f}")
-    out.append("- adaptive's paired median time is at most every peer's on every band: "
+                slower.append(f"{band} vs {peer}: {ratio:.4f}")
+    out.append(f"- {who}'s paired median time is at most every peer's on every band: "
                + ("yes" if not slower else "NO (" + "; ".join(slower) + ")"))
     return out
 
 
 def fill(report: Report, records: Iterable[Record], *, ceiling_ms: int, bands: Sequence[str],
-         options: Sequence[str], peers: Sequence[str]) -> None:
-    """Add the tables and verdict lines of ``records`` to ``report``."""
+         options: Sequence[str], peers: Sequence[str],
+         adaptive: Sequence[str] = (ADAPTIVE,)) -> None:
+    """Add the tables and verdict lines of ``records`` to ``report`` (verdicts for each
+    of migrator's ``adaptive`` variants that ran)."""
     s = Suite(list(records), ceiling_ms)
-    report.tables.append(bound_table(s, bands, options, (ADAPTIVE, "steps")))
+    ran = [who for who in adaptive if s.runs(who)]
+    report.tables.append(bound_table(s, bands, options, (*ran, "steps")))
     report.tables.append(paired_table(s, bands, peers))
     report.verdict += [f"**Simulator suite** ({len(s.by)} workloads)", ""]
-    report.verdict += verdict(s, bands, options, peers)
+    for who in ran:
+        report.verdict += verdict(s, bands, options, peers, who)

@@ -21,7 +21,13 @@ converge is known long before the timeout.  This policy therefore:
   would do anyway), and nothing when the completion timeout is off;
 * never forces a switchover it predicts cannot finish (link down, or the
   dirty set cannot be sent before the completion timeout), and never acts on
-  a migration that is still making progress.
+  a migration that is still making progress;
+* given a prediction made before the start (its prior, from
+  :func:`migrator.forecast.adaptive_tuning`), starts where the first boundary
+  would have taken it: the ceiling when the passes will not halve the set and
+  the first set fits or nothing fits, the measured rate as the floor of QEMU's
+  when weighing post-copy, and a shorter stall window for a guest predicted
+  not to converge.
 
 Everything else (force-complete requests, the completion timeout and its
 action, retries, nothing in post-copy) is Nova's behaviour, from the same
@@ -31,6 +37,7 @@ max downtime's bookkeeping is the same :class:`~migrator.maxdowntime.MaxDowntime
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from migrator import constants, predict, switchover
@@ -84,7 +91,7 @@ class AdaptivePolicy(BasePolicy):
             self._initial_why = f"{self.ceiling_ms} ms / {steps} steps, as Nova's step 0"
         else:
             self._initial = max(1, min(int(t.initial_downtime_ms), self.ceiling_ms))
-            self._initial_why = "configured initial value"
+            self._initial_why = "from the prediction" if t.prior else "configured initial value"
         # Nova's clock ramp, used only when the job reports no pass counter.
         self._ramp = [
             (at, min(v, self.ceiling_ms))
@@ -93,8 +100,8 @@ class AdaptivePolicy(BasePolicy):
             )
         ]
         if t.prior:
-            self._note(0.0, f"{t.prior}: a stall is called after {t.stall_window_passes} "
-                            f"passes without progress")
+            self._note(0.0, f"{t.prior}: initial max downtime {self._initial} ms, a stall is "
+                            f"called after {t.stall_window_passes} passes without progress")
         self._passes = PassObserver(
             self._notes,
             rate_alpha=t.rate_alpha,
@@ -419,7 +426,9 @@ class AdaptivePolicy(BasePolicy):
         if not self.settings.post_copy_enabled \
                 or self._post_copy_attempts >= MAX_POST_COPY_ATTEMPTS:
             return []
-        case = switchover.post_copy_pays(r, self.ceiling_ms, self.tuning.post_copy_margin)
+        case = switchover.post_copy_pays(self._with_prior(r), self.ceiling_ms,
+                                         self.tuning.post_copy_margin,
+                                         self.tuning.prior_working_set)
         if case is None or not case.pays:
             return []
         what = f"iteration {r.iteration}: {case.text(r, self.ceiling_ms)}"
@@ -430,6 +439,13 @@ class AdaptivePolicy(BasePolicy):
                 self._note(now, f"{what}; no post-copy: {blocker}")
             return []
         return self._start_post_copy(f"{what}: switch to post-copy", now)
+
+    def _with_prior(self, r: PassEstimate) -> PassEstimate:
+        """``r`` with the guest's rate measured before the start as the floor of the
+        reported one: QEMU counts a page once per pass, so a guest that rewrites a hot
+        working set within a pass reads slower than it writes."""
+        prior = int(self.tuning.prior_dirty_rate or 0)
+        return dataclasses.replace(r, dirty_rate=prior) if prior > r.writes else r
 
     def _last_resort(
         self, r: PassEstimate, s: JobSample, now: float, tunables: Tunables, facts: str

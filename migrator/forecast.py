@@ -85,8 +85,14 @@ class DirtyRate:
 
 
 def interpret(windows: tuple[Window, ...]) -> DirtyRate:
-    """The rate (mean of the shortest windows) and the working set (the mean of the longest
-    ones, if the writes saturated them), from page-sampling results."""
+    """The rate and the working set from page-sampling results.
+
+    The working set is the mean of the longest windows when the writes saturated
+    them.  The rate is the mean of the shortest windows; when the longest ones were
+    not saturated they measured the same rate, so every window counts, weighted by
+    its length: page sampling's error shrinks with the sampled pages written, i.e.
+    with the seconds measured.
+    """
     if not windows:
         raise ValueError("no measurement windows")
     short = min(w.seconds for w in windows)
@@ -99,6 +105,9 @@ def interpret(windows: tuple[Window, ...]) -> DirtyRate:
         # noise on a slow guest (few sampled pages), not a working set of zero
         if 0 < distinct < SATURATED * rate * longest:
             working_set = distinct
+        elif distinct >= SATURATED * rate * longest:
+            rate = (sum(w.bytes_per_second * w.seconds for w in windows)
+                    / sum(w.seconds for w in windows))
     # a short window that saw (about) the whole working set only bounds the rate from below
     at_least = working_set is not None and rate * short >= 0.9 * working_set
     return DirtyRate(rate, working_set, at_least, windows, "page-sampling")
@@ -213,6 +222,7 @@ def forecast(conf: Any, facts: GuestFacts, link_rate: float | None = None,
     measured = at(work.dirty_rate)
     if not facts.dirty.at_least or work.working_set is None:
         return measured
+    measured = replace(measured, rate_at_least=True)
     low = human_bytes(work.dirty_rate) + "/s"
     caveat = (f"the guest rewrote its whole {human_bytes(work.working_set)} working set within "
               f"the 1 s measurement window, so it may write faster than {low}")
@@ -254,24 +264,61 @@ def drain(estimates: list[tuple[str, Estimate]], concurrency: int) -> Drain:
                  tuple(name for name, e in estimates if not e.completes))
 
 
+def starts_at_ceiling(ceiling: float, memory: float, dirty_rate: float, bandwidth: float,
+                      working_set: float | None) -> bool:
+    """Whether the adaptive policy, knowing the dirty rate before the start, sets the max
+    downtime to the ceiling from the start instead of Nova's step 0.
+
+    While the guest dirties at most half the link each pass at least halves the
+    set: step 0 is kept (one more pass costs about the downtime it saves).
+    Otherwise the passes after the first shrink the set slowly or not at all,
+    and what the first boundary finds is known: ``min(rate x first pass,
+    working set)``.  When that fits the ceiling (within ``POSSIBLE_FACTOR``),
+    the ceiling from the start lets QEMU stop the guest at that very sync (with
+    up to the ceiling's worth of the pass still unsent, so a downtime near the
+    ceiling, as the bound's fastest candidate); without the prior the policy
+    learns the set at that sync and raises the max downtime a poll later, when
+    QEMU is into another pass.  A guest that dirties faster than the link gets the
+    ceiling too: pre-copy cannot shrink its set, and the ceiling makes QEMU sync
+    sooner (so post-copy or auto-converge's throttle starts sooner).
+    """
+    if bandwidth <= 0 or dirty_rate <= SHRINKING_FAST * bandwidth:
+        return False
+    first_set = min(dirty_rate * memory / bandwidth, working_set or memory, memory)
+    return first_set / bandwidth <= POSSIBLE_FACTOR * ceiling or dirty_rate >= bandwidth
+
+
 def adaptive_tuning(pred: Prediction) -> AdaptiveTuning:
     """The adaptive policy's prior from a prediction made before the start.
 
-    Without one the policy needs a window of passes *and* seconds without
-    progress (6 passes and 40 s) before it calls a stall and acts (the
-    ceiling, post-copy, auto-converge, or an early end): it has to learn that
-    the guest cannot converge.  A guest predicted not to converge at the
-    ceiling only needs that confirmed: :data:`PRIOR_STALL_PASSES` passes
-    without progress.  A guest predicted to converge gets no prior: full
-    passes first, then the max downtime its switchover needs, is already the
-    fastest pre-copy (fewer bitmap syncs send a hot page once, not many times).
+    * The ceiling as its initial max downtime when the passes will not halve the
+      dirty set (:func:`starts_at_ceiling`).
+    * The guest's rate and working set, for the post-copy decision at the first
+      boundaries: QEMU counts a page once per pass, so a guest that rewrites a
+      hot working set within a pass reads far slower than it writes.
+    * A stall confirmed sooner: without a prior the policy needs a window of
+      passes *and* seconds without progress (6 passes and 40 s) before it acts
+      (the ceiling, post-copy, auto-converge, or an early end); a guest
+      predicted not to converge at the ceiling only needs that confirmed:
+      :data:`PRIOR_STALL_PASSES` passes without progress.  A guest predicted to
+      converge keeps the window.
     """
-    pre = pred.estimates[PRECOPY]
-    if pre.ending == SWITCHOVER:
-        return AdaptiveTuning()
-    why = f"predicted before the start: {pre.reason}"
-    return AdaptiveTuning(stall_window_passes=PRIOR_STALL_PASSES, stall_window_seconds=0.0,
-                          prior=why)
+    w, pre, bandwidth = pred.workload, pred.estimates[PRECOPY], pred.link.bandwidth
+    # A floor that covered the whole working set may be any rate above it: at the
+    # link's rate or more, what the first boundary finds is the working set.
+    rate = max(w.dirty_rate, bandwidth) if pred.rate_at_least else w.dirty_rate
+    ceiling = pred.limits.max_downtime
+    at_ceiling = starts_at_ceiling(ceiling, w.memory, rate, bandwidth, w.working_set)
+    why = [f"dirties {'at least ' if pred.rate_at_least else ''}"
+           f"{human_bytes(w.dirty_rate)}/s at a link of {human_bytes(bandwidth)}/s"]
+    knobs: dict[str, Any] = {"prior_dirty_rate": w.dirty_rate,
+                             "prior_working_set": w.working_set}
+    if at_ceiling:
+        knobs["initial_downtime_ms"] = max(1, round(ceiling * 1000))
+    if pre.ending != SWITCHOVER:
+        why.append(pre.reason)
+        knobs.update(stall_window_passes=PRIOR_STALL_PASSES, stall_window_seconds=0.0)
+    return AdaptiveTuning(prior="predicted before the start: " + "; ".join(why), **knobs)
 
 
 def refusal(conf: Any, pred: Prediction | None) -> str | None:

@@ -10,11 +10,12 @@ calculation would contend with the migration's own dirty tracking; during a
 migration the job stats' ``memory_dirty_rate`` is the figure to read.
 
 Page sampling counts the *distinct* pages written in the window, so one
-window tells ``min(rate x window, working set) / window``.  Several short
-windows (averaged: a small guest has few sampled pages) give the rate; one
-longer window shows whether the writes stay inside a working set
-(:func:`migrator.forecast.interpret` reads them).  :func:`guest_facts` adds
-the guest's memory for a prediction.
+window tells ``min(rate x window, working set) / window``.  Short windows give
+the rate; a longer one shows whether the writes stay inside a working set, and
+when they do not, it measured the rate too (:func:`migrator.forecast.interpret`
+reads them).  QEMU samples 512 pages per GiB, so a rate is read from about one
+sampled page per 2 MiB written: more seconds, not a larger guest, make it exact.
+:func:`guest_facts` adds the guest's memory for a prediction.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from migrator.clock import Clock, RealClock
 from migrator.forecast import DirtyRate, GuestFacts, Window, interpret
 from migrator.units import MiB
 
-# Three 1 s windows (the rate) and one of 3 s (the working set): ~6 s per guest.
+# Three 1 s windows (the rate) and one of 3 s (the working set, else the rate too): ~6 s.
 DEFAULT_WINDOWS = (1, 1, 1, 3)
 # How long after a window's end libvirt may still say "measuring".
 RESULT_GRACE_SECONDS = 10.0

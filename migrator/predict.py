@@ -208,6 +208,8 @@ class Prediction:
     estimates: dict[str, Estimate]
     remedies: tuple[Remedy, ...] = field(default=())
     caveat: str = ""  # what the inputs leave open (e.g. a dirty rate known only from below)
+    # The measured rate is a floor: the writes covered the whole working set in a window.
+    rate_at_least: bool = False
 
     @property
     def configured(self) -> Estimate:

@@ -65,11 +65,16 @@ def run(
     libvirt_version: tuple[int, int, int] = (9, 0, 0),
     qemu_version: tuple[int, int, int] = (7, 2, 0),
     timeout: float = 600.0,
+    predict_first: bool = False,
 ) -> SimResult:
     """Simulate one migration of a guest to a second host; ``bandwidth`` is the link (B/s).
 
     The hooks are the driver's (``on_sample`` also gets every sample, after the
     trace has it).  ``timeout`` bounds the *real* time the simulation may take.
+    ``predict_first``: measure the guest and predict the migration first
+    (``LiveMigrationDriver.predict``, a few virtual seconds before the start, at
+    the link's rate) and give the prediction to the migration, as a caller that
+    measures before it migrates does: the adaptive policy's prior.
     """
     world = World(make_current=False, require_event_loop=False)
     previous = fakelibvirt.set_world(world)
@@ -85,6 +90,8 @@ def run(
         result = SimResult(outcome=None)  # type: ignore[arg-type]
         start_wall = time.perf_counter()
         hooks = {"on_progress": on_progress, "on_action": on_action}
+        if predict_first:
+            hooks["prediction"] = driver.predict(conn.lookupByName(GUEST), link_rate=bandwidth)
         handle = _start(driver, conn, block_disk, result, on_sample, hooks)
         if force_complete_at is not None:
             world.after(force_complete_at, handle.force_complete)

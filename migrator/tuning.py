@@ -47,6 +47,10 @@ class AdaptiveTuning:
 
     initial_downtime_ms: int | None = None  # None: Nova's step 0 (downtime / steps)
     prior: str | None = None  # what a prediction made these knobs from (noted at the start)
+    # The guest's dirty rate (bytes/s) and working set (bytes, None: unknown) measured
+    # before the start: the post-copy decision's floor for the rate QEMU reports.
+    prior_dirty_rate: float | None = None
+    prior_working_set: float | None = None
     downtime_margin: float = DOWNTIME_MARGIN
     possible_factor: float = POSSIBLE_FACTOR
     shrinking_fast: float = SHRINKING_FAST

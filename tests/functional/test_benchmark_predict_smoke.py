@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import predict as bench
-from benchmarks import realrig
 
 pytest.importorskip("libvirt")
 
@@ -13,7 +12,7 @@ pytest.importorskip("libvirt")
 def test_predict_quick(rig) -> None:
     report = bench.run(quick=True, rig=rig)
     assert [(r["workload"], r["policy"]) for r in report.records] == [
-        (realrig.QUICK_WORKLOADS[0].name, p) for p in ("steps", "adaptive")]
+        (bench.QUICK_WORKLOADS[0].name, p) for p in ("steps", "adaptive")]
     for r in report.records:
         assert r["measured_bps"] > 0 and r["send_bytes"] > 0, r  # the guest dirtied memory
         assert r["pred_completes"] and r["status"] == "completed", r  # the quick one converges

@@ -448,3 +448,16 @@ def test_callbacks_never_run_twice_under_many_migrations(fake, flags):
         r.wait()
         assert [c[0] for c in r.calls] == ["post"]
     assert time.monotonic() < deadline
+
+
+def test_destination_xml_with_a_host_device_is_told_and_unparseable_xml_is_logged(caplog):
+    """The flag rules learn of an assigned device from Nova's destination XML; XML that
+    does not parse counts as none (libvirt refuses it at the start) and says so."""
+    from migrator.nova import run
+
+    assert run._has_hostdev("<domain><devices><hostdev mode='subsystem'/></devices></domain>")
+    assert not run._has_hostdev("<domain><devices><disk/></devices></domain>")
+    assert not run._has_hostdev(None)
+    with caplog.at_level("WARNING"):
+        assert not run._has_hostdev("<domain><devices>")
+    assert "does not parse" in caplog.text

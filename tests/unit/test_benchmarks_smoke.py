@@ -49,7 +49,7 @@ def test_sim_quick() -> None:
             assert r["mode"] is None
             continue
         assert r["t_over_bound"] > 1.0  # nothing beats memory / bandwidth
-        if r["policy"] in sim.MIGRATOR or r["policy"] in bound.BOUND_NAMES:
+        if r["policy"] in (*sim.MIGRATOR, sim.MEASURED, *bound.BOUND_NAMES):
             assert r["downtime_ms"] is None or 0 <= r["downtime_ms"] <= sim.CEILING_MS, r
         assert (r["post_copy_s"] is not None) == (r["mode"] == "post-copy")
     # every policy saw the same workloads (the post-copy candidate only where permitted)
@@ -59,7 +59,7 @@ def test_sim_quick() -> None:
     best, paired = report.tables
     rows = _rows(best)
     assert {r["band (dirty/bw)"] for r in rows} == {"< 0.5", "0.5-0.95", ">= 1.2"}
-    assert {r["policy"] for r in rows} == {"adaptive", "steps", "(bound)"}
+    assert {r["policy"] for r in rows} == {"adaptive", sim.MEASURED, "steps", "(bound)"}
     for r in rows:  # no policy beats the bound by more than the poll it may save
         if r["T/T_best p50"] != "-":
             assert float(r["T/T_best p50"]) > 0.8, r
@@ -69,6 +69,7 @@ def test_sim_quick() -> None:
                   "completes every workload any peer completes",
                   "downtime never above the ceiling", "paired median time"):
         assert check in text
+    assert f"- {sim.MEASURED} T/T_best p50" in text  # its own verdict lines
 
 
 def test_sim_command_writes_json(tmp_path: Path) -> None:

@@ -224,6 +224,19 @@ def test_long_windows_that_saw_nothing_tell_no_working_set() -> None:
     assert facts.workload().working_set is None
 
 
+def test_unsaturated_long_windows_count_towards_the_rate_by_their_length() -> None:
+    """Page sampling's error shrinks with the seconds measured: when the long windows saw
+    no working set, they measured the rate too, and weigh by their length."""
+    windows = (forecast.Window(1, 10 * MiB), forecast.Window(1, 14 * MiB),
+               forecast.Window(3, 9 * MiB))
+    dirty = forecast.interpret(windows)
+    assert dirty.working_set is None and not dirty.at_least
+    assert dirty.bytes_per_second == pytest.approx((10 + 14 + 27) / 5 * MiB)
+    # saturated long windows: a working set, and the rate from the short ones alone
+    saturated = forecast.interpret(windows[:2] + (forecast.Window(3, 4 * MiB),))
+    assert saturated.working_set == 12 * MiB and saturated.bytes_per_second == 12 * MiB
+
+
 def test_measure_many_guests_in_the_same_windows(fake) -> None:
     conn, _ = guest(fake, "a", dirty_rate=10 * MiB)
     guest(fake, "b", dirty_rate=30 * MiB, working_set=32 * MiB)

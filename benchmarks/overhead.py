@@ -426,7 +426,7 @@ def run(quick: bool = False) -> Report:
     report.tables.append(t)
 
     sizes = (10, 50) if quick else (10, 1000)
-    repeats = 1 if quick else 3
+    repeats = 1 if quick else 5
     big = sizes[-1]
     t = Table(f"Scale: {sizes[0]} and {big} concurrent simulated migrations in one process",
               ["threads", "policy", "N", "completed", "run (s)", "CPU in run (s)",

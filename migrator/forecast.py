@@ -323,7 +323,9 @@ def adaptive_tuning(pred: Prediction) -> AdaptiveTuning:
       (the ceiling, post-copy, auto-converge, or an early end); a guest
       predicted not to converge at the ceiling only needs that confirmed:
       :data:`PRIOR_STALL_PASSES` passes without progress.  A guest predicted to
-      converge keeps the window.
+      converge keeps the window, and so does one that auto-converge is to
+      end: its throttle rises a step per sync, and a short window would call
+      it exhausted before it had risen.
     """
     w, pre, bandwidth = pred.workload, pred.estimates[PRECOPY], pred.link.bandwidth
     # A floor that covered the whole working set may be any rate above it: at the
@@ -337,7 +339,9 @@ def adaptive_tuning(pred: Prediction) -> AdaptiveTuning:
                              "prior_working_set": w.working_set}
     if at_ceiling:
         knobs["initial_downtime_ms"] = max(1, round(ceiling * 1000))
-    if pre.ending != SWITCHOVER:
+    # auto-converge's throttle rises a step per sync: its stall needs the whole window
+    throttled = pred.limits.permit_auto_converge and not pred.limits.permit_post_copy
+    if pre.ending != SWITCHOVER and not throttled:
         why.append(pre.reason)
         knobs.update(stall_window_passes=PRIOR_STALL_PASSES, stall_window_seconds=0.0)
     return AdaptiveTuning(prior="predicted before the start: " + "; ".join(why), **knobs)

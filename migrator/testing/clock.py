@@ -28,18 +28,22 @@ without moving time.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import heapq
 import itertools
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 # A listener steps to the given time and returns the time it reached.
 Listener = Callable[[float], float]
-# A thread that lets others go first is woken when it is its turn; it also looks
-# on its own this often (real seconds), in case its event was set from outside.
-_HANDOVER_CHECK = 0.5
+# A thread that lets others go first is woken when it is its turn; an event set
+# from outside is seen at the next step (mark_due).  It also looks on its own this
+# often (real seconds), as a safety net only: with 1,000 parked threads a short
+# check woke them all every interval, CPU in proportion to N per migration.
+_HANDOVER_CHECK = 5.0
 
 
 def cooperate() -> None:
@@ -70,10 +74,13 @@ class _Sleepers:
     """The threads inside :meth:`VirtualClock.wait`, and whose turn it is.
 
     Time moves only when no waiting thread whose deadline has passed (or whose
-    event was set) is still inside its wait.  Each of those is woken by its
-    own event, and when the last has left, one parked thread (the earliest
-    deadline) is woken to move time: a tick wakes each thread about once,
-    not every thread at every change.
+    event was set) is still inside its wait.  Those are woken one after the
+    other, by their own event: each one leaving wakes the next, and when the
+    last has left, one parked thread (the earliest deadline) is woken to move
+    time.  A tick wakes each thread about once, and only a few threads are
+    runnable at a time: with 1,000 native threads made runnable at once, each
+    waiting for the GIL wakes every switch interval to ask for it, so the
+    hand-over alone cost CPU in proportion to N per thread.
     """
 
     def __init__(self) -> None:
@@ -81,7 +88,9 @@ class _Sleepers:
         self._by_thread: dict[int, _Sleeper] = {}
         self._heap: list[tuple[float, int]] = []  # deadlines (lazy deletes)
         self._due: set[int] = set()  # deadline passed or event set, still inside
+        self._to_wake: collections.deque[int] = collections.deque()  # due, not woken yet
         self._parked: set[int] = set()  # waiting for the due ones to leave
+        self._parked_heap: list[tuple[float, int]] = []  # their deadlines (lazy deletes)
         self._waited_until: dict[int, float] = {}  # thread -> when its last wait ended
 
     def __len__(self) -> int:
@@ -106,17 +115,44 @@ class _Sleepers:
             self._parked.discard(me)
             self._waited_until[me] = now
             self._due.discard(me)
+            if self._wake_next_due():
+                return
             if not self._due and self._parked:
-                first = min(self._parked, key=lambda t: self._by_thread[t].deadline)
-                self._by_thread[first].turn.set()
+                self._by_thread[self._first_parked()].turn.set()
+
+    def _wake_next_due(self) -> bool:
+        """Wake the next due thread still inside its wait (lock held); whether one was."""
+        while self._to_wake:
+            sleeper = self._by_thread.get(self._to_wake.popleft())
+            if sleeper is not None:
+                sleeper.turn.set()
+                return True
+        return False
+
+    def _first_parked(self) -> int:
+        """The parked thread with the earliest deadline (lock held, some parked).
+
+        A heap with lazy deletes: a scan of every parked thread at each leave
+        cost O(N) per wait, O(N^2) per tick with N monitors."""
+        heap = self._parked_heap
+        while True:
+            deadline, thread = heap[0]
+            sleeper = self._by_thread.get(thread)
+            if thread in self._parked and sleeper is not None and sleeper.deadline == deadline:
+                return thread
+            heapq.heappop(heap)
 
     def next_step(self, me: int) -> float | None:
         """The earliest deadline of all waiting threads, or None (then :meth:`park`)
         while others whose wait is over have not left it yet."""
         with self._lock:
             if len(self._due) > (me in self._due):
-                self._by_thread[me].turn.clear()
-                self._parked.add(me)
+                sleeper = self._by_thread[me]
+                if me not in self._due:  # a due one keeps a wake it may have been given
+                    sleeper.turn.clear()
+                if me not in self._parked:
+                    self._parked.add(me)
+                    heapq.heappush(self._parked_heap, (sleeper.deadline, me))
                 return None
             heap = self._heap
             while self._by_thread.get(heap[0][1], _GONE).deadline != heap[0][0]:
@@ -130,15 +166,15 @@ class _Sleepers:
             self._parked.discard(me)
 
     def mark_due(self, me: int, now: float) -> bool:
-        """After a step: wake those whose deadline passed or whose event was set (a
-        migration that ended at this step woke its monitor).  Whether any besides ``me``."""
+        """After a step: mark due those whose deadline passed or whose event was set (a
+        migration that ended at this step woke its monitor) and wake the first; each
+        one leaving wakes the next.  Whether any besides ``me`` is due."""
         with self._lock:
-            due = {t: z for t, z in self._by_thread.items()
-                   if z.deadline <= now or z.stop.is_set()}
-            self._due = set(due)
-        for sleeper in due.values():  # outside the lock: 1,000 threads contend for it
-            sleeper.turn.set()
-        return len(due) > (me in due)
+            self._due = {t for t, z in self._by_thread.items()
+                         if z.deadline <= now or z.stop.is_set()}
+            self._to_wake = collections.deque(t for t in self._due if t != me)
+            self._wake_next_due()
+            return len(self._due) > (me in self._due)
 
 
 class VirtualClock:
@@ -153,6 +189,7 @@ class VirtualClock:
         self._advancer: int | None = None
         self._depth = 0
         self._sleepers = _Sleepers()  # the threads inside wait()
+        self._holds = 0  # holding() blocks, registered among the sleepers
 
     def now(self) -> float:
         return self._now
@@ -225,7 +262,26 @@ class VirtualClock:
     @property
     def waiting(self) -> int:
         """How many threads are inside :meth:`wait` now (scenario scripts wait on it)."""
-        return len(self._sleepers)
+        return len(self._sleepers) - self._holds
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """Virtual time stands still inside: threads that wait park, as behind a thread
+        whose wait is over, and the earliest of them moves time once it ends.
+
+        For scripts that start many waiters and release them together: a gate each
+        waiter blocks on inside an advance would wake them all at once."""
+        token = object()
+        key = -id(token)  # unique while token lives; no thread has a negative id
+        with self._lock:
+            self._holds += 1
+        self._sleepers.enter(key, self._now, 0.0, threading.Event())
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holds -= 1
+            self._sleepers.leave(key, self._now)
 
     def is_advancing_thread(self) -> bool:
         """True when called from inside an advance (a timer, listener or event callback)."""

@@ -92,7 +92,7 @@ class JobRequests:
         self.postcopy_requested = True  # in setup: switch as soon as pages flow
         if self.transfer is not None:
             self.transfer.request_postcopy()
-            self.world.flush()
+            self.world.flush(self)
 
     def resume_postcopy(self, waiter: Waiter) -> None:
         """migrateToURI3(..., POSTCOPY | POSTCOPY_RESUME) on a broken post-copy."""
@@ -110,7 +110,7 @@ class JobRequests:
     def set_max_downtime(self, ms: int) -> None:
         if self.transfer is not None:
             self.transfer.set_downtime_limit(ms / 1000.0)
-            self.world.flush()
+            self.world.flush(self)
 
     def set_max_speed(self, mibps: int, postcopy: bool) -> None:
         if postcopy:
@@ -121,7 +121,7 @@ class JobRequests:
         self.bandwidth_mibps = mibps
         if self.transfer is not None:
             self.transfer.set_bandwidth(self._bandwidth())
-            self.world.flush()
+            self.world.flush(self)
 
     def on_guest_paused(self, now: float) -> None:
         """The user suspended the source guest: it stops dirtying memory."""

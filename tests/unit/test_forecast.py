@@ -197,6 +197,23 @@ def test_the_prior_stops_a_guest_whose_first_set_fits_at_the_first_sync():
     assert first.value == 500 and "from the prediction" in first.reason
 
 
+def test_with_auto_converge_the_prior_keeps_the_stall_window():
+    """Faster than the link, whole memory: pre-copy alone never ends, auto-converge's
+    throttle must rise a step per sync; a 2-pass window would call it exhausted."""
+    conf = make_conf(live_migration_convergence="adaptive",
+                     live_migration_permit_auto_converge=True)
+    guest = (GiB, GiB, 1.2 * LINK)
+    learned, _ = migrate(conf, False, *guest)
+    told, _ = migrate(conf, True, *guest)
+    assert told.status == learned.status == "completed"
+    assert told.total_seconds <= learned.total_seconds + 1e-6
+    workload = P.Workload(GiB, 1.2 * LINK)
+    tuning = forecast.adaptive_tuning(P.predict(workload, P.Link(LINK), P.Limits(
+        permit_auto_converge=True)))
+    assert tuning.stall_window_passes == AdaptiveTuning().stall_window_passes
+    assert tuning.initial_downtime_ms == 500  # the ceiling: QEMU syncs, and throttles, sooner
+
+
 def test_a_guest_predicted_to_converge_keeps_step_0_and_the_stall_window():
     conf = make_conf(live_migration_convergence="adaptive")
     guest = (4 * GiB, 4 * GiB, 0.8 * LINK)

@@ -34,10 +34,10 @@ from benchmarks.common import POLICIES, MiB, Report, Table, fmt, make_conf, medi
 LOW, HIGH = 0.75, 1.25
 # Page sampling hashes 512 pages per GiB of guest RAM, so it reads a rate r from about
 # r x seconds / 2 sampled pages written (r in MiB/s): its error is ~sqrt(2 / (r x seconds)),
-# whatever the guest's size.  Eight 1 s windows and two of 4 s (~16 s per guest): on a guest
-# whose long windows see no working set all 16 s count (forecast.interpret), e.g. +-9 % at
+# whatever the guest's size.  Eight 1 s windows and four of 4 s (~24 s per guest): on a guest
+# whose long windows see no working set all 24 s count (forecast.interpret), e.g. +-7 % at
 # 16 MiB/s; the short ones read a small region's rate when the long ones saturate.
-WINDOWS = (1, 1, 1, 1, 1, 1, 1, 1, 4, 4)
+WINDOWS = (1, 1, 1, 1, 1, 1, 1, 1, 4, 4, 4, 4)
 RigWorkload = realrig.RigWorkload
 # Not the rig benchmark's workloads (README.md section 5 says why): a prediction's error
 # is the rate's error times rate / (cap - rate), so the converging ones dirty at most ~0.6 of
@@ -72,7 +72,9 @@ def calibrate(rig: Any) -> dict[str, Any]:
                                prepare=lambda n: {"resident": _resident(rig, n)})
     bulk = realrig.migrate_once(rig, RigWorkload("bulk", "quick", mb=64, rate=1,
                                                          cap=1000), "steps", "bench-pred-bulk")
-    line = bulk["link_bps"] or idle.cap * MiB
+    # the monitor's samples, else libvirt's figure for the whole job (a bulk migration
+    # can end before the monitor's first sample), else the cap
+    line = bulk["link_bps"] or bulk["final_stats"].get("memory_bps") or idle.cap * MiB
     # An idle migration sends too little for the monitor to see RAM move: when RAM started
     # comes from the bulk one, the rest of the idle one's time is the finish.
     start = next((r["ram_start_s"] for r in (bulk, rec) if r["ram_start_s"] is not None), 0.3)
@@ -171,7 +173,7 @@ def table(records: Sequence[dict[str, Any]]) -> Table:
               fmt(r["own_bps"] / MiB, 0), "completes" if r["own_completes"] else "does not",
               fmt(_ratio(r["own_total_s"], r["total_s"]) if real_ok else None))
     t.notes.append(
-        "measured = libvirt page sampling before the migration (eight 1 s windows and two "
+        "measured = libvirt page sampling before the migration (eight 1 s windows and four "
         "of 4 s, weighted by length when the 4 s ones saw no working set; else the 1 s ones, "
         "and the working set from the 4 s ones); to send = QEMU's "
         "resident memory minus an idle guest's QEMU overhead; predicted = the configured "

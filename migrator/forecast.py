@@ -21,6 +21,7 @@ the pure model in :mod:`migrator.predict`; pure, like the model:
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -39,10 +40,15 @@ from migrator.predict import (
     predict,
 )
 from migrator.tuning import POSSIBLE_FACTOR, SHRINKING_FAST, AdaptiveTuning
-from migrator.units import MiB, human_bytes
+from migrator.units import GiB, MiB, human_bytes
 
 # The long window's distinct pages below this share of rate x window: a working set.
 SATURATED = 0.75
+# QEMU's page sampling hashes 512 pages per GiB (its default; libvirt's API has no
+# parameter for it): one sampled page stands for this many bytes, whatever the guest's size.
+SAMPLED_PAGE_SPAN = GiB / 512
+# How many standard deviations of sampling noise a shortfall must exceed to be a working set.
+NOISE_SIGMAS = 2.0
 # Passes without progress that confirm a stall the prediction foresaw (the adaptive
 # policy's own window is 6 passes and 40 s, to learn it without a prediction).
 PRIOR_STALL_PASSES = 2
@@ -88,29 +94,45 @@ def interpret(windows: tuple[Window, ...]) -> DirtyRate:
     """The rate and the working set from page-sampling results.
 
     The working set is the mean of the longest windows when the writes saturated
-    them.  The rate is the mean of the shortest windows; when the longest ones were
-    not saturated they measured the same rate, so every window counts, weighted by
-    its length: page sampling's error shrinks with the sampled pages written, i.e.
-    with the seconds measured.
+    them: they saw clearly fewer distinct pages than the rate would write, by more
+    than page sampling's noise.  The rate is the mean of the shortest windows; when
+    the longest ones were not saturated they measured the same rate, so every
+    window counts, weighted by its length: page sampling's error shrinks with the
+    sampled pages written, i.e. with the seconds measured.
     """
     if not windows:
         raise ValueError("no measurement windows")
     short = min(w.seconds for w in windows)
     longest = max(w.seconds for w in windows)
-    rate = _mean(w.bytes_per_second for w in windows if w.seconds == short)
+    shorts = [w.bytes_per_second for w in windows if w.seconds == short]
+    rate = _mean(shorts)
     working_set = None
     if longest > short:
-        distinct = _mean(w.bytes_per_second for w in windows if w.seconds == longest) * longest
+        longs = [w.bytes_per_second * longest for w in windows if w.seconds == longest]
+        distinct, expected = _mean(longs), rate * longest
         # nothing seen in the long windows while the short ones saw writes is sampling
         # noise on a slow guest (few sampled pages), not a working set of zero
-        if 0 < distinct < SATURATED * rate * longest:
+        if 0 < distinct < SATURATED * expected and _beyond_noise(
+                expected, distinct, len(longs), rate * short * len(shorts)):
             working_set = distinct
-        elif distinct >= SATURATED * rate * longest:
+        elif distinct > 0 or expected == 0:
             rate = (sum(w.bytes_per_second * w.seconds for w in windows)
                     / sum(w.seconds for w in windows))
     # a short window that saw (about) the whole working set only bounds the rate from below
     at_least = working_set is not None and rate * short >= 0.9 * working_set
     return DirtyRate(rate, working_set, at_least, windows, "page-sampling")
+
+
+def _beyond_noise(expected: float, distinct: float, long_windows: int,
+                  written_short: float) -> bool:
+    """Whether long windows that saw ``distinct`` bytes each, where the short ones'
+    rate (``written_short`` bytes seen in all) says ``expected``, fell short by more
+    than sampling noise.  A window that saw ``d`` bytes read them from ``d /
+    SAMPLED_PAGE_SPAN`` sampled pages (variance ~ their count): few pages at low
+    rates, so a slow guest's long window can read well below ``expected`` by chance."""
+    var_long = SAMPLED_PAGE_SPAN * distinct / long_windows
+    var_expected = expected ** 2 * SAMPLED_PAGE_SPAN / written_short
+    return expected - distinct > NOISE_SIGMAS * math.sqrt(var_long + var_expected)
 
 
 def _mean(values: Any) -> float:

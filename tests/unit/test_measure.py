@@ -237,6 +237,23 @@ def test_unsaturated_long_windows_count_towards_the_rate_by_their_length() -> No
     assert saturated.working_set == 12 * MiB and saturated.bytes_per_second == 12 * MiB
 
 
+def test_a_shortfall_within_sampling_noise_is_no_working_set() -> None:
+    """At 4 MiB/s a 4 s window holds ~8 sampled pages (one per 2 MiB written), so reading
+    14 MiB where 16 were written is noise (seen on the rig: a 64 MiB region read as a
+    14 MiB working set); the same shortfall at 40 MiB/s over a small region is real."""
+    slow = (forecast.Window(1, 4 * MiB),) * 8 + (forecast.Window(4, 3.5 * MiB),) * 2
+    dirty = forecast.interpret(slow)
+    assert dirty.working_set is None
+    assert dirty.bytes_per_second == pytest.approx((32 + 28) / 16 * MiB)
+    fast = (forecast.Window(1, 24 * MiB),) * 8 + (forecast.Window(4, 6 * MiB),) * 2
+    dirty = forecast.interpret(fast)
+    assert dirty.working_set == 24 * MiB and dirty.at_least
+    assert dirty.bytes_per_second == 24 * MiB
+    # a large guest writing fast: the noise is small, the 0.75 threshold decides alone
+    wide = (forecast.Window(1, 400 * MiB),) * 3 + (forecast.Window(3, 290 * MiB),)
+    assert forecast.interpret(wide).working_set == 870 * MiB
+
+
 def test_measure_many_guests_in_the_same_windows(fake) -> None:
     conn, _ = guest(fake, "a", dirty_rate=10 * MiB)
     guest(fake, "b", dirty_rate=30 * MiB, working_set=32 * MiB)

@@ -7,7 +7,6 @@ Counted in work (job steps, wake-ups), never in seconds: the CPU figures are
 from __future__ import annotations
 
 import threading
-import time
 
 from migrator.testing.clock import _Sleepers
 from migrator.testing.migration import MigrationJob
@@ -118,9 +117,9 @@ def test_callers_of_ended_migrations_are_woken_one_by_one(world: World) -> None:
 
 
 def test_parked_threads_do_not_poll_each_tick(monkeypatch) -> None:
-    """N pollers: each thread is woken about once per tick, by its turn, never by a
-    timeout (1,000 parked threads that all looked every 0.5 s real cost O(N) each)."""
-    from migrator.testing import clock as clockmod
+    """Parked threads wait for their turn, not for a short timeout: 1,000 parked
+    threads that each looked every 0.5 s (real) cost O(N) per migration."""
+    from migrator.testing.clock import VirtualClock
 
     timeouts: list[int] = []
     real_park = _Sleepers.park
@@ -132,23 +131,18 @@ def test_parked_threads_do_not_poll_each_tick(monkeypatch) -> None:
             timeouts.append(me)
 
     monkeypatch.setattr(_Sleepers, "park", park)
-    clock = clockmod.VirtualClock()
+    clock = VirtualClock()
     never = threading.Event()
-    polls: list[float] = []
-
-    def poller() -> None:
-        while clock.now() < 5.0:
-            polls.append(clock.now())
-            clock.wait(never, 0.5)
-
-    threads = [threading.Thread(target=poller) for _ in range(8)]
+    threads = [threading.Thread(target=clock.wait, args=(never, 0.5)) for _ in range(4)]
+    with clock.holding():
+        for t in threads:
+            t.start()
+        wait_until(lambda: len(clock._sleepers._parked) == 4, "4 parked waiters")
+        threading.Event().wait(1.0)  # parked for a second of real time: no timeout yet
+        assert timeouts == []
     for t in threads:
-        t.start()
-    deadline = time.monotonic() + 60
-    for t in threads:
-        t.join(max(deadline - time.monotonic(), 0.1))
-    assert clock.now() == 5.0
-    assert timeouts == []
+        t.join(30)
+    assert clock.now() == 0.5 and timeouts == []
 
 
 def test_time_stands_still_while_held() -> None:

@@ -89,9 +89,14 @@ def _paused(reading: Reading, reason: int) -> bool:
 
 
 def _optional(call: Callable[[], Any]) -> int | None:
-    """A value the connection may not be allowed to read (None then)."""
+    """A value the connection may not be allowed to read, or that is gone (None then).
+
+    libvirt-python returns None instead of raising when migrateGetMaxDowntime
+    fails, e.g. when the job ended between this and the job-stats read (the
+    next read sees the end)."""
     try:
-        return int(call())
+        value = call()
+        return None if value is None else int(value)
     except Exception as exc:  # noqa: BLE001 - libvirtError
         if error_code(exc) in _DENIED:
             return None

@@ -172,3 +172,19 @@ def test_changes_are_the_actions_that_show():
                      reason=C.VIR_DOMAIN_PAUSED_USER)
     assert [r.action for r in changes.see(4, paused)] == ["suspend"]
     assert changes.see(5, paused) == [] and changes.suspended
+
+
+def test_a_value_libvirt_returns_as_none_reads_as_unknown(world):
+    """libvirt-python returns None from migrateGetMaxDowntime when the call fails (seen on
+    the rig when the job ended between two reads): the watch reads on, it does not crash."""
+    dom = Started(world).control
+
+    class Gone:
+        def __getattr__(self, name):
+            return getattr(dom, name)
+
+        def migrateGetMaxDowntime(self, flags):
+            return None
+
+    reading = watch.read(Gone())
+    assert reading.max_downtime_ms is None and reading.sample.is_running

@@ -317,8 +317,9 @@ class Transfer:
     def _step_precopy(self, to: float, out: list[Happening]) -> None:
         rate = self.bandwidth
         dirty_rate = self._dirty_rate(self.t)
+        check_at = self._next_relevant_check()
         dt = min(to - self.t, self.pending / rate, self._hold_until(self.t) - self.t,
-                 self._next_relevant_check() - self.t)
+                 check_at - self.t)
         dt = max(dt, 0.0)
         sent = rate * dt
         self.pending -= sent
@@ -329,27 +330,36 @@ class Transfer:
         if self.pending <= _EPS_BYTES:
             self.pending = 0.0
             self._check(out)  # out of dirty pages: QEMU checks at once
-        elif self.t >= self._next_check - 1e-12:
+        elif self.t >= check_at - 1e-12:
             self._check(out)
 
     def _next_relevant_check(self) -> float:
-        """The first check at which pending can be within the threshold.
+        """The first check (on the 100 ms grid, not before now) at which pending can be
+        within the threshold.
 
         Pending only falls between syncs (at the bandwidth), so the checks
         before it reaches the threshold change nothing and are skipped: a
         long pass costs one step, not one per 100 ms."""
+        grid = self._next_check
+        if grid < self.t - 1e-12:
+            grid += math.ceil((self.t - grid) / CHECK_SECONDS - 1e-9) * CHECK_SECONDS
         if self.pending <= self.threshold:
-            return self._next_check
+            return grid
         reach = self.t + (self.pending - self.threshold) / self.bandwidth
-        if reach <= self._next_check:
-            return self._next_check
-        windows = math.ceil((reach - self._next_check) / CHECK_SECONDS - 1e-9)
-        return self._next_check + windows * CHECK_SECONDS
+        if reach <= grid:
+            return grid
+        return grid + math.ceil((reach - grid) / CHECK_SECONDS - 1e-9) * CHECK_SECONDS
 
     def _check(self, out: list[Happening]) -> None:
-        """QEMU's pending-vs-threshold check: sync when pending fits, then switch or go on."""
+        """QEMU's pending-vs-threshold check: sync when pending fits, then switch or go on.
+
+        The checks keep their 100 ms grid (QEMU's rate-limit windows run on the
+        migration thread's clock): a step cut short by an observer (a jobStats
+        call) or windows skipped as irrelevant must not shift it.
+        """
         if self.t >= self._next_check - 1e-12:
-            self._next_check = self.t + CHECK_SECONDS
+            behind = math.floor((self.t - self._next_check) / CHECK_SECONDS + 1e-9)
+            self._next_check += (behind + 1) * CHECK_SECONDS
         if self.pending > self.threshold:
             return
         self._sync(out)

@@ -102,6 +102,26 @@ def test_iterations_count_bitmap_syncs() -> None:
     assert numbers == list(range(1, len(passes) + 2))
 
 
+@pytest.mark.parametrize("look_every", [0.037, 0.25, 0.5])
+@pytest.mark.parametrize("V, R, D, W", [
+    (4 * GiB, 1 * GBIT, 0.05 * GBIT, None),  # a quiet guest: the last sync finds little
+    (64 * GiB, 10 * GBIT, 0.05 * 10 * GBIT, 8 * GiB),
+    (1 * GiB, 10 * GBIT, 1.2 * 10 * GBIT, 128 * MiB),  # hot working set, short passes
+])
+def test_looking_does_not_change_the_physics(V, R, D, W, look_every) -> None:
+    """A jobStats call advances the model to its time; the 100 ms checks keep their grid,
+    so a monitor that looks more often (or off the grid) sees the same migration."""
+    alone = _transfer(V, R, D, W)
+    run(alone)
+    looked = _transfer(V, R, D, W)
+    at = 0.0
+    while not looked.finished:
+        at += look_every
+        looked.advance(at)
+    assert looked.passes == [pytest.approx(p, rel=1e-9) for p in alone.passes]
+    assert looked.downtime == pytest.approx(alone.downtime, rel=1e-9)
+
+
 def test_working_set_bounds_what_is_dirty_again() -> None:
     # The guest dirties 2 GB/s, faster than the link, but only 256 MiB of it.
     V, W, R = 8 * GiB, 256 * MiB, 10 * GBIT

@@ -60,6 +60,9 @@ from migrator.units import mib_text, secs_text
 MAX_POST_COPY_ATTEMPTS = 2
 # Why the guest is already suspended, for a later force-complete's note.
 SUSPENDED_ON_STALL = "stall; the copy is finishing"
+# Looks per pass at a sync predicted overdue (the link slowed, or the prediction
+# was early): then the monitor's poll again, so a wrong rate costs a few samples.
+OVERDUE_LOOKS = 3
 
 
 def _busy(actions: list[Action], suspend_ok: bool = False) -> bool:
@@ -127,6 +130,8 @@ class AdaptivePolicy(BasePolicy):
         self._post_copy_attempts = 0
         self._suspend_tried = False
         self._stall_facts: str | None = None  # the latest stall, in words
+        self._latest: tuple[JobSample, float] | None = None  # the last pre-copy sample, when
+        self._overdue_looks = 0  # looks at an overdue sync since the last boundary
 
     # -- read-only views ----------------------------------------------------
 
@@ -154,8 +159,10 @@ class AdaptivePolicy(BasePolicy):
         if self.in_post_copy:
             return self._jobs.on_sample(now, tunables)
         record = self._passes.observe(sample, now, self._downtime.applied)
+        self._latest = (sample, now)
         actions = self._jobs.on_sample(now, tunables)
         if record is not None:
+            self._overdue_looks = 0
             self._plan_downtime(record)
         elif self._passes.last is not None:
             self._plan_between(sample, now)
@@ -170,6 +177,25 @@ class AdaptivePolicy(BasePolicy):
         if not (jobs.aborting or _busy(actions, suspend_ok=True)):
             actions += self._downtime.set(self._target, self._target_why, now)
         return actions
+
+    def next_sample_in(self, now: float) -> float | None:
+        """Until QEMU's next bitmap sync will have happened: this policy decides at pass
+        boundaries, and a boundary seen up to a poll late costs that much time (most on
+        short passes, where a 0.5 s poll can span several).  None in post-copy, once
+        suspended, before RAM moves, or after :data:`OVERDUE_LOOKS` overdue looks."""
+        rate = self._passes.rate
+        if self._latest is None or not rate or self.in_post_copy or self.guest_suspended:
+            return None
+        sample, at = self._latest
+        applied = self._downtime.applied or constants.QEMU_DEFAULT_DOWNTIME_MS
+        due = switchover.sync_due_in(sample, rate, applied)
+        if due is None:
+            return None
+        if due <= switchover.CHECK_SECONDS + (now - at):
+            self._overdue_looks += 1
+            if self._overdue_looks > OVERDUE_LOOKS:
+                return None
+        return max(due - (now - at), 0.0)
 
     def action_result(
         self, action: Action, ok: bool, error: str | None, now: float

@@ -51,6 +51,10 @@ class BasePolicy:
     def request_force_complete(self, now: float) -> list[Action]:
         return self._jobs.request_force_complete(now)
 
+    def next_sample_in(self, now: float) -> float | None:
+        """A clock-driven policy decides at any poll: None (the poll interval)."""
+        return None
+
     def action_result(
         self, action: Action, ok: bool, error: str | None, now: float
     ) -> list[Action]:

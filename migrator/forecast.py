@@ -28,6 +28,7 @@ from typing import Any
 from migrator import exception
 from migrator.jobstats import data_gb
 from migrator.policy import completion_timeout, downtime_steps
+from migrator.precopy import CHECK_SECONDS
 from migrator.predict import (
     PRECOPY,
     SWITCHOVER,
@@ -52,8 +53,9 @@ NOISE_SIGMAS = 2.0
 # Passes without progress that confirm a stall the prediction foresaw (the adaptive
 # policy's own window is 6 passes and 40 s, to learn it without a prediction).
 PRIOR_STALL_PASSES = 2
-# The driver's default poll interval: when the monitor sees a pass boundary.
-POLL_SECONDS = 0.5
+# When the adaptive policy sees a pass boundary: it asks for a sample right after
+# QEMU's predicted sync (AdaptivePolicy.next_sample_in), at most one check later.
+BOUNDARY_SEEN_SECONDS = CHECK_SECONDS
 
 
 @dataclass(frozen=True)
@@ -202,17 +204,17 @@ def _adaptive_raise(ceiling: float, memory: float, dirty_rate: float, bandwidth:
 
     It raises at the first boundary whose dirty set needs at most ``POSSIBLE_FACTOR`` x
     the ceiling; the set left falls at ``bandwidth - dirty rate`` (or is the working set,
-    dirty again after each pass), and the monitor sees the boundary at its next poll.
+    dirty again after each pass), and the monitor sees the boundary a check later.
     """
     if dirty_rate <= SHRINKING_FAST * bandwidth:
         return None
     fits = POSSIBLE_FACTOR * ceiling * bandwidth
     first_pass = memory / bandwidth
     if memory <= fits or (working_set is not None and working_set <= fits):
-        return first_pass + POLL_SECONDS
+        return first_pass + BOUNDARY_SEEN_SECONDS
     if dirty_rate >= bandwidth:
         return None  # never fits: the stall ladder raises it, then gives up
-    return max(first_pass, (memory - fits) / (bandwidth - dirty_rate)) + POLL_SECONDS
+    return max(first_pass, (memory - fits) / (bandwidth - dirty_rate)) + BOUNDARY_SEEN_SECONDS
 
 
 def link(conf: Any, link_rate: float | None = None) -> Link:
@@ -299,7 +301,7 @@ def starts_at_ceiling(ceiling: float, memory: float, dirty_rate: float, bandwidt
     the ceiling from the start lets QEMU stop the guest at that very sync (with
     up to the ceiling's worth of the pass still unsent, so a downtime near the
     ceiling, as the bound's fastest candidate); without the prior the policy
-    learns the set at that sync and raises the max downtime a poll later, when
+    learns the set at that sync and raises the max downtime a moment later, when
     QEMU is into another pass.  A guest that dirties faster than the link gets the
     ceiling too: pre-copy cannot shrink its set, and the ceiling makes QEMU sync
     sooner (so post-copy or auto-converge's throttle starts sooner).

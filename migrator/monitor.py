@@ -86,6 +86,9 @@ MAX_STATS_ERRORS = 5
 BLIND_LIMIT = 60.0
 # Longest wait between two looks while the facts cannot be had.
 MAX_BACKOFF = 30.0
+# Shortest wait between two looks a policy may ask for (next_sample_in): jobStats
+# is a QMP round trip, and a policy's wish is not to become a busy loop.
+MIN_LOOK = 0.05
 
 
 @dataclass(frozen=True)
@@ -230,7 +233,15 @@ class Monitor:
                 if self._out_of_time():
                     return
             self._drain_notes()
-            self._sleep(self.cfg.poll_interval)
+            self._sleep(self._until_next_look())
+
+    def _until_next_look(self) -> float:
+        """The poll interval, or sooner when the policy's next decision is due sooner
+        (a pass boundary), but never sooner than :data:`MIN_LOOK`."""
+        wish = self.policy.next_sample_in(self.now()) if self._steering() else None
+        if wish is None:
+            return self.cfg.poll_interval
+        return min(self.cfg.poll_interval, max(wish, MIN_LOOK))
 
     def _steering(self) -> bool:
         """Until the monitor itself fails it steers the job; from then on it only aborts."""

@@ -113,6 +113,10 @@ class Policy(Protocol):
     def pop_notes(self) -> list[Note]:
         """Decisions not to act since the last call, each to be logged once."""
 
+    def next_sample_in(self, now: float) -> float | None:
+        """Seconds until the policy next has something to decide, when it knows (the
+        monitor then looks sooner than its poll interval); None: at the next poll."""
+
 
 def downtime_steps(
     data_gb: float, downtime: int, steps: int, delay: int

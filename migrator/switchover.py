@@ -10,6 +10,8 @@ the post-copy push), asked from a pass boundary or from between two:
 * :func:`set_at_sync_now`: what a bitmap sync right now would find, so a
   switchover that fits the ceiling is seen between boundaries, not a pass
   (or a 0.5 s poll) later.
+* :func:`sync_due_in`: when QEMU's next bitmap sync will have happened, so the
+  monitor looks at the boundary then, not up to a poll later.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from migrator import predict
 from migrator.jobstats import JobSample
 from migrator.passes import PassEstimate
-from migrator.precopy import PreCopy
+from migrator.precopy import CHECK_SECONDS, PreCopy
 from migrator.units import mib_text, secs_text
 
 # Post-copy is started when pre-copy at the ceiling (its passes and the final
@@ -81,3 +83,17 @@ def set_at_sync_now(s: JobSample, last: PassEstimate, now: float) -> float:
     since = max(now - last.synced_at, 0.0)
     found = s.memory_remaining + max(s.dirty_rate_bytes, last.writes) * since
     return min(found, s.memory_total) if s.memory_total > 0 else found
+
+
+def sync_due_in(s: JobSample, rate: float, max_downtime_ms: int) -> float | None:
+    """Seconds from sample ``s`` until QEMU's next bitmap sync will have happened.
+
+    QEMU syncs once what is left of the pass fits ``rate x max downtime``, at
+    its next check (every :data:`~migrator.precopy.CHECK_SECONDS`).  0 when
+    that is overdue (the link slowed, or the sync is under way); None while
+    nothing says (no rate, or RAM is not moving yet).
+    """
+    if rate <= 0 or s.memory_iteration <= 0:
+        return None
+    left = s.memory_remaining - rate * max_downtime_ms / 1000.0
+    return max(left / rate, 0.0) + CHECK_SECONDS

@@ -15,7 +15,7 @@ import pytest
 from migrator import constants as c
 from migrator import exception
 from migrator.concurrency import Worker
-from migrator.monitor import Hooks, LoopConfig, Monitor, Outcome
+from migrator.monitor import MIN_LOOK, Hooks, LoopConfig, Monitor, Outcome
 from migrator.policy import MonitorSettings, Tunables
 from migrator.progress import ProgressTracker
 from migrator.steps import StepsPolicy
@@ -138,11 +138,11 @@ class Dom:
 
 
 def make_monitor(dom, *, post_copy=False, timeout=800, action="abort", data_gb=4.0,
-                 on_progress=None, abort_timeout=5.0):
+                 on_progress=None, abort_timeout=5.0, policy=StepsPolicy):
     settings = MonitorSettings(data_gb, 500, 10, 75, post_copy, False, 5)
     worker = Worker(lambda: dom.migrateToURI3("uri", {}, 27), "test-op")
     mon = Monitor(
-        domain=dom, reconnect=lambda: dom, worker=worker, policy=StepsPolicy(settings),
+        domain=dom, reconnect=lambda: dom, worker=worker, policy=policy(settings),
         clock=StepClock(1000.0), tunables=lambda: Tunables(timeout, action),
         progress=ProgressTracker(5), hooks=Hooks(on_progress=on_progress),
         config=LoopConfig(poll_interval=0.5, abort_timeout=abort_timeout, data_gb=data_gb),
@@ -154,6 +154,36 @@ def run(mon, worker, start=True):
     if start:
         mon.start()
     return mon.run()
+
+
+class Eager(StepsPolicy):
+    """Nova's ramp, but asking for each next sample after ``WISH`` seconds."""
+
+    WISH: float | None = None
+
+    def next_sample_in(self, now):
+        return self.WISH
+
+
+@pytest.mark.parametrize("wish, gap", [(0.2, 0.2), (0.0, MIN_LOOK), (3.0, 0.5), (None, 0.5)])
+def test_the_next_look_is_the_policys_wish_within_min_look_and_the_poll(wish, gap):
+    """A policy that knows when its next decision is due (a pass boundary) is sampled
+    then, never more often than MIN_LOOK and never later than the poll interval."""
+    Eager.WISH = wish
+    dom = Dom([{"type": 0}, running(1), running(1), running(2), running(2), Dom.complete])
+    mon, worker = make_monitor(dom, policy=Eager)
+    seen = []
+    stats = dom.jobStats
+
+    def timed(flags=0):
+        if not flags:
+            seen.append(mon.clock.now())
+        return stats(flags)
+
+    dom.jobStats = timed
+    assert run(mon, worker).status == "completed"
+    gaps = [b - a for a, b in zip(seen[1:-1], seen[2:], strict=True)]  # from the 1st running one
+    assert gaps and all(g == pytest.approx(gap) for g in gaps[:3])
 
 
 def test_success():

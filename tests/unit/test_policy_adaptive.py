@@ -873,6 +873,47 @@ def test_a_switchover_that_fits_between_boundaries_is_not_left_for_the_next():
     assert raised[0].at < fits
 
 
+def test_the_next_look_is_when_qemus_next_sync_will_have_happened():
+    """A boundary seen up to a 0.5 s poll late costs that much (several short passes fit
+    in one poll): the policy asks for its next sample right after the predicted sync."""
+    policy = make_policy()
+    first = sample(memory_iteration=1, memory_total=4 * GiB, memory_processed=GiB,
+                   memory_remaining=600 * MiB, memory_bps=100 * MiB)
+    execute(policy, policy.on_sample(first, 10.0, NOVA))
+    assert policy.applied_downtime_ms == 50
+    # QEMU syncs once 600 MiB - 100 MiB/s x 50 ms is sent, at its next 100 ms check
+    due = (600 - 5) / 100 + switchover.CHECK_SECONDS
+    assert policy.next_sample_in(10.0) == pytest.approx(due)
+    assert policy.next_sample_in(12.0) == pytest.approx(due - 2)
+    policy.post_copy_started(12.5)
+    assert policy.next_sample_in(12.5) is None
+
+
+def test_an_overdue_sync_gets_a_few_looks_then_the_poll_again():
+    """A sync that does not come when predicted (the link slowed) costs a few samples,
+    not a busy loop; the next boundary starts the count again."""
+    policy = make_policy()
+    late = dict(memory_total=4 * GiB, memory_processed=3 * GiB, memory_remaining=MiB,
+                memory_bps=100 * MiB)
+    looks = []
+    for i in range(6):
+        execute(policy, policy.on_sample(sample(memory_iteration=1, **late), 1.0 + i, NOVA))
+        looks.append(policy.next_sample_in(1.0 + i))
+    assert looks[:3] == [pytest.approx(switchover.CHECK_SECONDS)] * 3
+    assert looks[3:] == [None] * 3
+    execute(policy, policy.on_sample(sample(memory_iteration=2, **late), 7.0, NOVA))
+    assert policy.next_sample_in(7.0) == pytest.approx(switchover.CHECK_SECONDS)
+
+
+def test_nothing_to_look_for_before_ram_moves():
+    policy = make_policy()
+    assert policy.next_sample_in(0.0) is None
+    execute(policy, policy.on_sample(sample(disk_total=GiB, disk_remaining=GiB,
+                                            memory_total=4 * GiB), 1.0, NOVA))
+    assert policy.next_sample_in(1.0) is None  # disks first: no pass, no rate
+    assert StepsPolicy(make_settings()).next_sample_in(1.0) is None  # Nova's clock ramp
+
+
 def test_dirty_sets_after_a_raise_to_the_ceiling_are_not_taken_as_progress():
     """Rig N2's case: at the ceiling QEMU syncs sooner and each pass finds fewer new
     pages, which looked like progress until the completion timeout."""

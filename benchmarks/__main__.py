@@ -1,4 +1,4 @@
-"""``python -m benchmarks {sim,margin,rig,fidelity,overhead,predict} [--quick] [--json FILE]``.
+"""``python -m benchmarks {sim,margin,hold,rig,fidelity,overhead,predict} [--quick] [--json FILE]``.
 
 Prints each benchmark's Markdown tables and verdict to stdout (progress goes
 to stderr); ``--json`` also writes the tables and every raw record.
@@ -12,7 +12,7 @@ import time
 
 from benchmarks.common import Report, machine
 
-NAMES = ("sim", "margin", "rig", "fidelity", "overhead", "predict")
+NAMES = ("sim", "margin", "hold", "rig", "fidelity", "overhead", "predict")
 
 
 def _run(name: str, args: argparse.Namespace) -> Report:
@@ -24,6 +24,10 @@ def _run(name: str, args: argparse.Namespace) -> Report:
         from benchmarks import margin
 
         return margin.run(quick=args.quick, jobs=args.jobs)
+    if name == "hold":
+        from benchmarks import hold
+
+        return hold.run(quick=args.quick, jobs=args.jobs)
     if name == "rig":
         from benchmarks import realrig
 
@@ -48,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a small version (CI: seconds for sim/overhead, ~2 min on the rig)")
     parser.add_argument("--json", metavar="FILE", help="also write tables and raw records")
     parser.add_argument("--jobs", type=int, default=None,
-                        help="sim, margin: worker processes (default: one per CPU)")
+                        help="sim, margin, hold: worker processes (default: one per CPU)")
     parser.add_argument("--reps", type=int, default=None,
                         help="rig/fidelity: repetitions per workload and policy")
     args = parser.parse_args(argv)

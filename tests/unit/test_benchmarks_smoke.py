@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import bound, margin, overhead, sim, simreport
+from benchmarks import bound, hold, margin, overhead, sim, simreport
 from benchmarks.common import Table, percentile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,6 +102,27 @@ def test_margin_quick() -> None:
     for r in rows:  # each rule ran every workload of its band
         done, total = r["completed"].split("/")
         assert int(total) == len([w for w in workloads if w.band == r["band (dirty/bw)"]])
+
+
+def test_hold_quick() -> None:
+    report = hold.run(quick=True, jobs=1)
+    workloads = [w for w in sim.workloads(quick=True) if w.options == hold.OPTION]
+    adaptive = [r for r in report.records if r["policy"] in hold.RULES]
+    assert len(adaptive) == len(workloads) * len(hold.RULES)
+    for r in adaptive:
+        if r["status"] == "completed":
+            assert r["t_over_bound"] > 1.0  # nothing beats memory / bandwidth
+            assert r["downtime_ms"] is None or r["downtime_ms"] <= sim.CEILING_MS, r
+    (table,) = report.tables
+    rows = _rows(table)
+    assert {r["rule"] for r in rows} == set(hold.RULES)
+    assert {r["band (dirty/bw)"] for r in rows} == {b for b, _ in sim.BANDS}
+    for r in rows:
+        done, total = r["completed"].split("/")
+        assert int(total) == len([w for w in workloads if w.band == r["band (dirty/bw)"]])
+        higher, lower = (int(x) for x in r["downtime higher / lower than with the hold"]
+                         .split(" / "))
+        assert r["rule"] != "hold" or higher == lower == 0
 
 
 def test_overhead_quick() -> None:

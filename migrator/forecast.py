@@ -206,15 +206,27 @@ def _adaptive_raise(ceiling: float, memory: float, dirty_rate: float, bandwidth:
     the ceiling; the set left falls at ``bandwidth - dirty rate`` (or is the working set,
     dirty again after each pass), and the monitor sees the boundary a check later.
     """
-    if dirty_rate <= SHRINKING_FAST * bandwidth:
+    if _halving(dirty_rate, bandwidth):
         return None
     fits = POSSIBLE_FACTOR * ceiling * bandwidth
     first_pass = memory / bandwidth
-    if memory <= fits or (working_set is not None and working_set <= fits):
+    if _first_set(memory, dirty_rate, bandwidth, working_set) <= fits:
         return first_pass + BOUNDARY_SEEN_SECONDS
     if dirty_rate >= bandwidth:
         return None  # never fits: the stall ladder raises it, then gives up
     return max(first_pass, (memory - fits) / (bandwidth - dirty_rate)) + BOUNDARY_SEEN_SECONDS
+
+
+def _halving(dirty_rate: float, bandwidth: float) -> bool:
+    """Each pass at least halves the dirty set: the adaptive policy keeps Nova's step 0."""
+    return bandwidth <= 0 or dirty_rate <= SHRINKING_FAST * bandwidth
+
+
+def _first_set(memory: float, dirty_rate: float, bandwidth: float,
+               working_set: float | None) -> float:
+    """What the first boundary finds: the writes of the first pass, at most the working
+    set (or all of memory)."""
+    return min(dirty_rate * memory / bandwidth, working_set or memory, memory)
 
 
 def link(conf: Any, link_rate: float | None = None) -> Link:
@@ -250,7 +262,7 @@ def forecast(conf: Any, facts: GuestFacts, link_rate: float | None = None,
     low = human_bytes(work.dirty_rate) + "/s"
     caveat = (f"the guest rewrote its whole {human_bytes(work.working_set)} working set within "
               f"the 1 s measurement window, so it may write faster than {low}")
-    fastest = max(work.dirty_rate, net.bandwidth)
+    fastest = measured.fastest_rate
     if at(fastest, False).configured.completes == measured.configured.completes:
         return replace(measured, caveat=caveat + ": the verdict holds up to the link's rate")
     # the slowest rate at which the verdict changes
@@ -306,10 +318,10 @@ def starts_at_ceiling(ceiling: float, memory: float, dirty_rate: float, bandwidt
     ceiling too: pre-copy cannot shrink its set, and the ceiling makes QEMU sync
     sooner (so post-copy or auto-converge's throttle starts sooner).
     """
-    if bandwidth <= 0 or dirty_rate <= SHRINKING_FAST * bandwidth:
+    if _halving(dirty_rate, bandwidth):
         return False
-    first_set = min(dirty_rate * memory / bandwidth, working_set or memory, memory)
-    return first_set / bandwidth <= POSSIBLE_FACTOR * ceiling or dirty_rate >= bandwidth
+    first_set = _first_set(memory, dirty_rate, bandwidth, working_set)
+    return first_set <= POSSIBLE_FACTOR * ceiling * bandwidth or dirty_rate >= bandwidth
 
 
 def adaptive_tuning(pred: Prediction) -> AdaptiveTuning:
@@ -332,7 +344,7 @@ def adaptive_tuning(pred: Prediction) -> AdaptiveTuning:
     w, pre, bandwidth = pred.workload, pred.estimates[PRECOPY], pred.link.bandwidth
     # A floor that covered the whole working set may be any rate above it: at the
     # link's rate or more, what the first boundary finds is the working set.
-    rate = max(w.dirty_rate, bandwidth) if pred.rate_at_least else w.dirty_rate
+    rate = pred.fastest_rate
     ceiling = pred.limits.max_downtime
     at_ceiling = starts_at_ceiling(ceiling, w.memory, rate, bandwidth, w.working_set)
     why = [f"dirties {'at least ' if pred.rate_at_least else ''}"

@@ -212,6 +212,14 @@ class Prediction:
     rate_at_least: bool = False
 
     @property
+    def fastest_rate(self) -> float:
+        """The fastest the guest may write (bytes/s): the measured rate, or, when that is
+        a floor that covered the whole working set, at least the link's rate (any rate
+        above it rewrites the same working set between two syncs)."""
+        rate = self.workload.dirty_rate
+        return max(rate, self.link.bandwidth) if self.rate_at_least else rate
+
+    @property
     def configured(self) -> Estimate:
         """What the options do.  As the flag rules decide: post-copy wins over auto-converge;
         auto-converge, when on, throttles from the start; post-copy is switched to when

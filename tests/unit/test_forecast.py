@@ -242,6 +242,7 @@ def test_a_rate_known_only_from_below_counts_as_the_links_at_least():
     low = P.predict(P.Workload(GiB, 0.1 * LINK, working_set=128 * MiB), P.Link(LINK))
     assert forecast.adaptive_tuning(low).initial_downtime_ms is None
     floor = dataclasses.replace(low, rate_at_least=True)
+    assert (low.fastest_rate, floor.fastest_rate) == (0.1 * LINK, LINK)
     tuning = forecast.adaptive_tuning(floor)
     assert tuning.initial_downtime_ms == 500
     assert tuning.prior_dirty_rate == 0.1 * LINK and tuning.prior_working_set == 128 * MiB

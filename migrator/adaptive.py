@@ -130,7 +130,7 @@ class AdaptivePolicy(BasePolicy):
         self._post_copy_attempts = 0
         self._suspend_tried = False
         self._stall_facts: str | None = None  # the latest stall, in words
-        self._latest: tuple[JobSample, float] | None = None  # the last pre-copy sample, when
+        self._latest: tuple[JobSample, float] | None = None  # last pre-copy sample, its time
         self._overdue_looks = 0  # looks at an overdue sync since the last boundary
 
     # -- read-only views ----------------------------------------------------

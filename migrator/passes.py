@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from migrator.constants import QEMU_DEFAULT_DOWNTIME_MS
 from migrator.jobstats import JobSample
 from migrator.policy import Note
 from migrator.units import mib_text, secs_text
@@ -134,7 +135,7 @@ class PassObserver:
             return None
         crossed = it - self._iteration
         self._iteration = it
-        dirty_set = self._dirty_set(s, prev, crossed)
+        dirty_set = max(self._dirty_set(s, prev, crossed), self._not_stopped_at(s, max_downtime_ms))
         rate = self.rate or 0.0
         synced_at = now - max(dirty_set - s.memory_remaining, 0) / rate if rate > 0 else now
         if self.last is not None:
@@ -188,6 +189,19 @@ class PassObserver:
         self.best_before = None
         self.left_window = None
         self.stalled = False
+
+    def _not_stopped_at(self, s: JobSample, max_downtime_ms: int | None) -> int:
+        """The least a sync found when QEMU did not stop the guest there: more than the
+        link's bytes in the max downtime in force (QEMU's switchover rule).
+
+        The sent bytes miss what a pass leaves unsent at its sync (up to that
+        threshold: QEMU syncs as soon as the rest fits), so at a large max
+        downtime they read a 512 MiB hot working set as 225-374 MiB, a
+        switchover that would fit, and the max downtime stayed too low.
+        """
+        downtime = QEMU_DEFAULT_DOWNTIME_MS if max_downtime_ms is None else max_downtime_ms
+        floor = (self.rate or 0.0) * downtime / 1000.0
+        return int(min(floor, s.memory_total) if s.memory_total > 0 else floor)
 
     @staticmethod
     def _dirty_set(s: JobSample, prev: JobSample | None, crossed: int) -> int:

@@ -89,9 +89,9 @@ def sync_due_in(s: JobSample, rate: float, max_downtime_ms: int) -> float | None
     """Seconds from sample ``s`` until QEMU's next bitmap sync will have happened.
 
     QEMU syncs once what is left of the pass fits ``rate x max downtime``, at
-    its next check (every :data:`~migrator.precopy.CHECK_SECONDS`).  0 when
-    that is overdue (the link slowed, or the sync is under way); None while
-    nothing says (no rate, or RAM is not moving yet).
+    its next check (every :data:`~migrator.precopy.CHECK_SECONDS`); one check
+    from now when that is overdue (the link slowed, or the sync is under way).
+    None while nothing says (no rate, or RAM is not moving yet).
     """
     if rate <= 0 or s.memory_iteration <= 0:
         return None

@@ -308,8 +308,29 @@ def test_downtime_only_rises():
     for i, remaining in enumerate([30, 10, 35, 20]):
         s = sample(memory_iteration=i + 1, memory_remaining=remaining * MiB, memory_bps=100 * MiB)
         seen += downtimes(execute(policy, policy.on_sample(s, float(i), OFF)))
-    # boundary 1: 10 MiB -> 100 ms x 1.25; boundary 2: 35 MiB -> 438; boundary 3: lower, kept.
-    assert seen == [50, 125, 438]
+    # boundary 1: 10 MiB -> 100 ms x 1.25; boundary 2: 35 MiB -> 438; boundary 3 reads
+    # lower, but QEMU went on at 438 ms: it found more than 43.8 MiB -> the ceiling.
+    assert seen == [50, 125, 438, 500]
+
+
+def test_a_sync_qemu_went_on_from_found_more_than_the_max_downtime_takes():
+    """QEMU syncs once what is left of a pass fits link x max downtime and carries that
+    rest into the next set, which the bytes sent do not show: at 158 ms a 512 MiB hot
+    working set read 225 MiB, a switchover that would fit, and nothing was raised."""
+    policy = make_policy({"initial_downtime_ms": 158})
+    rate = 2980 * MiB
+    writes = int(1.2 * rate / 4096)  # QEMU's reading, pages/s: no pass halves the set
+    first = sample(memory_iteration=3, memory_total=4 * GiB, memory_remaining=225 * MiB,
+                   memory_processed=3 * GiB, memory_bps=rate, memory_dirty_rate=writes)
+    assert downtimes(execute(policy, policy.on_sample(first, 2.7, OFF))) == [158]
+    # 0.1 s later, one sync on: 298 MiB sent, 213 MiB left of the new pass
+    then = sample(memory_iteration=4, memory_total=4 * GiB, memory_remaining=213 * MiB,
+                  memory_processed=3 * GiB + 298 * MiB, memory_bps=rate,
+                  memory_dirty_rate=writes)
+    raised = downtimes(execute(policy, policy.on_sample(then, 2.8, OFF)))
+    threshold = rate * 0.158
+    assert policy.last_estimate.dirty_set >= int(threshold)  # not 286 MiB
+    assert raised and raised[0] > 158
 
 
 def test_failed_downtime_is_retried_like_steps():

@@ -467,7 +467,8 @@ def run(quick: bool = False) -> Report:
                    "until every outcome is in, 'CPU in run' the process CPU time over the same "
                    f"span.  Each row is the median by CPU per migration of {repeats} run(s), each "
                    "in a fresh process; 'runs' lists each run's.  'samples' = job samples the "
-                   "monitor took (a 0.5 s poll); 'virtual T' "
+                   "monitor took (a 0.5 s poll; adaptive also right after each predicted "
+                   "sync); 'virtual T' "
                    "is the outcome's total_seconds; 'alone' the same migration run by itself.  "
                    "'threads in flight' = threading.active_count() while all N are in flight "
                    "(live greenlets under eventlet); OS threads from /proc/self/status.")

@@ -408,12 +408,18 @@ class AdaptivePolicy(BasePolicy):
         The passes at the ceiling are not compared with those before it (QEMU
         syncs sooner at a larger threshold, so each finds fewer new pages: that
         looked like progress until the timeout); the model of pre-copy at the
-        ceiling, from the writes the job shows, judges instead.
+        ceiling, from the writes the job shows, judges instead, with the link
+        the stall margin slower: QEMU counts a page once per pass, so a guest
+        that rewrites its working set within every pass reads about the link's
+        rate, a little above or below it from one pass to the next (on the rig
+        the same hopeless guest was called stuck at the first boundary at the
+        ceiling in one run and never in the next).
         """
         if self._stall_facts is None or self._downtime.applied != self.ceiling_ms \
                 or r.rate <= 0:
             return None
-        if not math.isinf(predict.precopy_seconds(r.dirty_set, r.writes, r.rate,
+        link = r.rate * (1 - self.tuning.stall_margin)
+        if not math.isinf(predict.precopy_seconds(r.dirty_set, r.writes, link,
                                                    self.ceiling_ms / 1000.0)):
             return None
         return (f"{self._stall_facts}; at the {self.ceiling_ms} ms ceiling since, pre-copy is "

@@ -935,6 +935,21 @@ def test_nothing_to_look_for_before_ram_moves():
     assert StepsPolicy(make_settings()).next_sample_in(1.0) is None  # Nova's clock ramp
 
 
+def test_a_saturated_set_reading_just_below_the_link_is_stuck_at_the_ceiling():
+    """Rig N2: a guest rewriting 24 MiB within every pass reads about the link's rate
+    (QEMU counts a page once per pass), here 2 % below it: pre-copy at the ceiling is
+    still hopeless, and the stall is not left to a second 40 s window."""
+    link = 20 * MiB
+    model = Model(memory=128 * MiB, link=link, dirty_set=flat(24 * MiB),
+                  dirty_rate=0.98 * link)
+    result = run(make_policy(), model, NOVA)
+    assert model.status == "aborted"
+    (abort,) = result.of(K.ABORT)
+    ceiling = next(a for a in result.of(K.SET_MAX_DOWNTIME) if a.value == 500)
+    assert abort.timeout is False and abort.at - ceiling.at < 10
+    assert "at the 500 ms ceiling since, pre-copy is predicted never to end" in abort.reason
+
+
 def test_dirty_sets_after_a_raise_to_the_ceiling_are_not_taken_as_progress():
     """Rig N2's case: at the ceiling QEMU syncs sooner and each pass finds fewer new
     pages, which looked like progress until the completion timeout."""

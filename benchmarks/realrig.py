@@ -199,7 +199,9 @@ def migrate_once(rig: Any, w: RigWorkload, policy: str, name: str,
         "zero_pages": final.get("memory_constant"), "wall_s": wall,
         "guest_kibps_before": before.get("kibps"),
         "guest_kibps_during": median(during), "guest_reports_during": len(during),
-        "link_bps": median(bps), "ram_start_s": ram_start,
+        # a migration that ended before the monitor's first sample with a rate: libvirt's
+        # completed-job figure
+        "link_bps": median(bps) or final.get("memory_bps"), "ram_start_s": ram_start,
         "memory_processed": last.memory_processed if last else None,
         "memory_total": last.memory_total if last else None,
         "max_downtime_set": max((int(a.value) for a in outcome.actions

@@ -14,12 +14,10 @@ the clairvoyant bound beside the downtime.
 
 from __future__ import annotations
 
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from benchmarks import bound, sim, simreport
+from benchmarks import sim, simreport
 from benchmarks.common import Report, Table, fmt, median, percentile
 
 OPTION = "defaults"
@@ -40,19 +38,11 @@ def _run_rule(args: tuple[sim.Workload, str]) -> dict[str, Any]:
     return {**sim.run_one(w, "adaptive", factory=factory), "policy": name}
 
 
-def _run_bound(args: tuple[sim.Workload, str]) -> dict[str, Any]:
-    return sim.run_one(*args)
-
-
 def run(quick: bool = False, jobs: int | None = None) -> Report:
     ws = [w for w in sim.workloads(quick) if w.options == OPTION]
     t0 = time.perf_counter()
-    jobs = jobs or os.cpu_count() or 1
-    bound_tasks = [(w, p) for w in ws for p in bound.BOUND_NAMES if sim.applies(w, p)]
     rule_tasks = [(w, name) for w in ws for name in RULES]
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        records = list(pool.map(_run_bound, bound_tasks, chunksize=2))
-        records += list(pool.map(_run_rule, rule_tasks, chunksize=2))
+    records = sim.against_bound(ws, rule_tasks, _run_rule, jobs)
     wall = time.perf_counter() - t0
     report = Report("hold", records=records,
                     meta={"workloads": len(ws), "wall_seconds": round(wall, 1), "quick": quick})

@@ -12,12 +12,10 @@ post-copy, and the guest runs slower while its pages are pulled.
 from __future__ import annotations
 
 import math
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from benchmarks import bound, sim, simreport
+from benchmarks import sim, simreport
 from benchmarks.common import Report, Table, fmt, median, percentile
 
 MARGINS = (1.0, 1.25, 1.5, 2.0, 3.0, math.inf)
@@ -40,19 +38,11 @@ def _run_margin(args: tuple[sim.Workload, float]) -> dict[str, Any]:
     return {**sim.run_one(w, "adaptive", factory=factory), "policy": _name(margin)}
 
 
-def _run_bound(args: tuple[sim.Workload, str]) -> dict[str, Any]:
-    return sim.run_one(*args)
-
-
 def run(quick: bool = False, jobs: int | None = None) -> Report:
     ws = [w for w in sim.workloads(quick) if w.options == OPTION]
     t0 = time.perf_counter()
-    jobs = jobs or os.cpu_count() or 1
-    bound_tasks = [(w, p) for w in ws for p in bound.BOUND_NAMES if sim.applies(w, p)]
     margin_tasks = [(w, m) for w in ws for m in MARGINS]
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        records = list(pool.map(_run_bound, bound_tasks, chunksize=2))
-        records += list(pool.map(_run_margin, margin_tasks, chunksize=2))
+    records = sim.against_bound(ws, margin_tasks, _run_margin, jobs)
     wall = time.perf_counter() - t0
     report = Report("margin", records=records,
                     meta={"workloads": len(ws), "wall_seconds": round(wall, 1), "quick": quick})

@@ -195,6 +195,16 @@ def run_all(ws: Sequence[Workload], policies: Sequence[str],
         return list(pool.map(_run_task, tasks, chunksize=2))
 
 
+def against_bound(ws: Sequence[Workload], tasks: Sequence[Any], run_task: Any,
+                  jobs: int | None = None) -> list[dict[str, Any]]:
+    """The bound's candidates on ``ws``, then ``run_task`` on each of ``tasks`` (a sweep of
+    one policy's variants: the margin and hold benchmarks); ``jobs`` processes."""
+    bound_tasks = [(w, p) for w in ws for p in bound.BOUND_NAMES if applies(w, p)]
+    with ProcessPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+        records = list(pool.map(_run_task, bound_tasks, chunksize=2))
+        return records + list(pool.map(run_task, tasks, chunksize=2))
+
+
 def run(quick: bool = False, jobs: int | None = None) -> Report:
     ws = workloads(quick)
     policies = POLICY_NAMES + bound.BOUND_NAMES

@@ -55,6 +55,8 @@ class Run:
         self.driver.init_host()
         dest = rig.host(self.dst)
         fields.setdefault("dest_connect_uri", dest.uri)
+        self.followed = threading.Event()  # the monitor itself read the job moving RAM
+        fields["on_sample"] = self._chain_sample(fields.get("on_sample"))
         self.handle: MigrationHandle = self.driver.live_migration(
             self.conn.lookupByName(name), dest.addr,
             post_method=self.post.append, recover_method=self.recover.append, **fields)
@@ -69,10 +71,23 @@ class Run:
         finally:
             self.conn.close()
 
+    def _chain_sample(self, then: Callable[[float, Any], None] | None
+                      ) -> Callable[[float, Any], None]:
+        def on_sample(t: float, sample: Any) -> None:
+            if sample.type == c.VIR_DOMAIN_JOB_UNBOUNDED and sample.memory_processed:
+                self.followed.set()
+            if then is not None:
+                then(t, sample)
+        return on_sample
+
     def wait_running(self, timeout: float = 60) -> None:
-        """Until RAM is moving (the job really started)."""
+        """Until RAM is moving (the job really started) and the monitor has read it so.
+
+        A fault injected before the monitor's first reading of the job would test
+        another case: a job the service never saw running is not known to be its own."""
         with contextlib.closing(self.rig.connect(self.src)) as conn:
             wait_job_moving(conn.lookupByName(self.name), timeout)
+        wait_for(self.followed.is_set, timeout, f"the monitor to read {self.name}'s job moving")
 
 
 def wait_job_moving(dom, timeout: float = 60) -> dict[str, Any]:

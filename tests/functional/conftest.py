@@ -5,7 +5,9 @@
   ``MIGRATOR_RIG_MODE=netns``, otherwise a second pair of daemons started on first use.
 * ``tls_rig``: a netns-mode rig with a test CA, host certificates and libvirtd TLS listeners
   (``Rig(tls=True)``), base dir ``<MIGRATOR_RIG_BASE>-tls``; started on first use.
-* After every test the guests of every started rig are destroyed and undefined.
+* After every test a daemon that died is started again (the test that saw it die errors in
+  its teardown, the later ones do not), then the guests of every started rig are destroyed
+  and undefined.
 
 If a rig cannot start, the tests that need it are skipped with the reason, or fail with it
 when ``MIGRATOR_REQUIRE_RIG=1`` (CI), so a missing rig can never pass silently.
@@ -105,8 +107,12 @@ def tls_rig() -> Iterator[Rig]:
 def _clean_guests() -> Iterator[None]:
     """Leave both hosts empty for the next test (also after a failure)."""
     yield
+    revived = [msg for r in list(_STARTED.values()) for msg in r.revive()]
     for r in list(_STARTED.values()):
         r.cleanup_guests()
+    if revived:  # this test's teardown fails, and only this one
+        pytest.fail("a libvirt daemon of the rig died during this test:\n"
+                    + "\n".join(revived), pytrace=False)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -8,7 +8,9 @@ daemon restarts and, in netns mode, a link that can be cut.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import signal
 import time
 
 from tests.functional.helpers import scaled, wait_for
@@ -167,6 +169,21 @@ def test_daemon_restart_and_kill_keep_guests_running(rig: Rig) -> None:
     assert rig.where(name)["a"][0] == RUNNING
     rig.migrate(name, "a", "b")
     assert_only_on(rig, name, "b", migrated=True)
+
+
+def test_a_daemon_that_died_behind_the_rigs_back_is_revived(rig: Rig) -> None:
+    name = rig.define_guest("b", "orphan", mb=0)
+    hb = rig.wait_heartbeat("b", name, above=1)
+    assert rig.revive() == []  # nothing to do while both run
+    dead = rig.b.pid
+    os.kill(dead, signal.SIGKILL)  # not kill_daemon(): the rig still expects it to run
+    # its reaper (the parent) collects it at once
+    wait_for(lambda: not os.path.exists(f"/proc/{dead}"), 15, "the daemon to die")
+    found = rig.revive()
+    assert len(found) == 1 and found[0].startswith(f"host b: libvirtd {dead} died"), found
+    assert rig.b.pid != dead and os.path.exists(rig.b.socket)
+    assert rig.where(name)["b"][0] == RUNNING  # the new daemon found its guest
+    rig.wait_heartbeat("b", name, above=hb)
 
 
 def test_netns_link_cut_fails_migration_then_recovers(netns_rig: Rig) -> None:

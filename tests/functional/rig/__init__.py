@@ -946,6 +946,34 @@ class Rig:
                 return
             self._launch_and_wait([h])
 
+    def revive(self) -> list[str]:
+        """Start again every daemon that died, or lost its socket, while it should run.
+
+        A test that leaves a daemon dead must not fail every later test: this brings the
+        host back and returns what was found (with the daemon's log tail), for the report
+        of the test that did it.  A daemon stopped by ``kill_daemon`` and not started
+        again is left alone (its ``pid`` is None)."""
+        found: list[str] = []
+        with self._lock:
+            if not self._running:
+                return found
+            for h in self.hosts.values():
+                if not h.pid:
+                    continue
+                alive = _alive(h.pid) and _comm(h.pid) == "libvirtd"
+                if alive and h.socket.exists():
+                    continue
+                what = "lost its socket" if alive else "died"
+                if h.proc is not None and h.proc.poll() is not None:  # the reaper's status
+                    code = h.proc.returncode
+                    what += f" (signal {256 - code})" if code > 128 else f" (exit {code})"
+                found.append(f"host {h.name}: libvirtd {h.pid} {what}; started again"
+                             + self._why(h))
+                self._drop_conn(h.name)
+                self._stop_daemon(h, signal.SIGTERM)
+                self._launch_and_wait([h])
+        return found
+
     def restart_daemon(self, host: str | Host) -> None:
         """Graceful restart (SIGTERM, then start); guests keep running."""
         with self._lock:

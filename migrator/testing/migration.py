@@ -451,6 +451,16 @@ class MigrationJob(JobRequests):
             rec.completed = stats
         self._close(error)
 
+    def end_now(self, now: float) -> None:
+        """End the job at once (the world shuts down): a job past the switch-over
+        completes on the destination, any other is cancelled and the guest stays."""
+        if self.phase is JobPhase.DONE:
+            return
+        if self.phase in (JobPhase.POSTCOPY, JobPhase.POSTCOPY_PAUSED, JobPhase.FINISH):
+            self._succeed(now)
+        else:
+            self._teardown(now, constants.VIR_DOMAIN_JOB_CANCELLED, E.job_canceled())
+
     def _close(self, error: ErrorSpec | None) -> None:
         self.phase = JobPhase.DONE
         if self in self.world.jobs:

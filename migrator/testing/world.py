@@ -433,11 +433,15 @@ class World:
         """End every job and wake every blocked caller (test clean-up).
 
         Blocked ``migrateToURI3`` calls raise "client socket is closed"; no
-        thread is left waiting on a world nobody will advance again.
+        thread is left waiting on a world nobody will advance again.  Each job
+        ends as libvirt would end it (:meth:`MigrationJob.end_now`), so a
+        monitor still following it (the test failed before it settled) sees the
+        job over and settles instead of following it forever.
         """
         with self._lock:
             for job in list(self.jobs):
                 waiters, job.waiters = job.waiters, []
+                job.end_now(self.clock.now())
                 self.post(waiters, E.socket_closed())
                 for waiter in waiters:  # all at once: nobody settles them after a shutdown
                     waiter.ready.set()

@@ -73,3 +73,31 @@ def test_cleanup_wakes_a_migration_left_blocked() -> None:
     thread.join(5)
     assert not thread.is_alive()
     assert errors and errors[0].get_error_code() == 1
+    # the job ended as a cancelled one: a monitor still following it sees it over
+    rec = world.domain("src", "vm1")
+    assert rec.outgoing is None and rec.state == fake.VIR_DOMAIN_RUNNING
+    assert rec.completed["type"] == fake.VIR_DOMAIN_JOB_CANCELLED
+    assert world.domain("dst", "vm1") is None
+
+
+def test_cleanup_ends_a_job_past_the_switch_over_on_the_destination() -> None:
+    fx = FakeLibvirtFixture(autorun=True)
+    fx.setUp()
+    world: World = fx.world
+    world.add_host("src")
+    world.add_host("dst")
+    world.add_guest("src", "vm1", memory=GiB, dirty_rate=4 * GiB)
+    dom = fake.open("qemu+tcp://src/system").lookupByName("vm1")
+    thread = threading.Thread(target=lambda: dom.migrateToURI3(
+        DST_URI, {}, BASE_FLAGS | fake.VIR_MIGRATE_POSTCOPY), daemon=True)
+    thread.start()
+    while not world.jobs or world.jobs[0].phase.value != "transfer":
+        threading.Event().wait(0.005)
+    fake.open("qemu+tcp://src/system").lookupByName("vm1").migrateStartPostCopy(0)
+    while world.jobs and world.jobs[0].phase.value != "postcopy":
+        threading.Event().wait(0.005)
+    fx.cleanUp()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert world.domain("dst", "vm1").state == fake.VIR_DOMAIN_RUNNING
+    assert world.domain("src", "vm1") is None  # UNDEFINE_SOURCE

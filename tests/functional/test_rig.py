@@ -183,6 +183,11 @@ def test_a_daemon_that_died_behind_the_rigs_back_is_revived(rig: Rig) -> None:
     assert len(found) == 1 and found[0].startswith(f"host b: libvirtd {dead} died"), found
     assert rig.b.pid != dead and os.path.exists(rig.b.socket)
     assert rig.where(name)["b"][0] == RUNNING  # the new daemon found its guest
+    hb = rig.wait_heartbeat("b", name, above=hb)
+    rig.kill_daemon("b")  # as a test that fails before its start_daemon() would leave it
+    found = rig.revive()
+    assert len(found) == 1 and "was stopped and not started again" in found[0], found
+    assert rig.where(name)["b"][0] == RUNNING
     rig.wait_heartbeat("b", name, above=hb)
 
 

@@ -947,27 +947,27 @@ class Rig:
             self._launch_and_wait([h])
 
     def revive(self) -> list[str]:
-        """Start again every daemon that died, or lost its socket, while it should run.
+        """Start again every daemon that is not running with its socket.
 
-        A test that leaves a daemon dead must not fail every later test: this brings the
-        host back and returns what was found (with the daemon's log tail), for the report
-        of the test that did it.  A daemon stopped by ``kill_daemon`` and not started
-        again is left alone (its ``pid`` is None)."""
+        A test that leaves a daemon dead (it crashed, or the test stopped it and failed
+        before starting it again) must not fail every later test: this brings the host
+        back and returns what was found (with the daemon's log tail), for the report of
+        the test that did it."""
         found: list[str] = []
         with self._lock:
             if not self._running:
                 return found
             for h in self.hosts.values():
-                if not h.pid:
-                    continue
-                alive = _alive(h.pid) and _comm(h.pid) == "libvirtd"
+                alive = bool(h.pid) and _alive(h.pid) and _comm(h.pid) == "libvirtd"
                 if alive and h.socket.exists():
                     continue
-                what = "lost its socket" if alive else "died"
+                what = ("was stopped and not started again" if not h.pid
+                        else "lost its socket" if alive else "died")
                 if h.proc is not None and h.proc.poll() is not None:  # the reaper's status
                     code = h.proc.returncode
                     what += f" (signal {256 - code})" if code > 128 else f" (exit {code})"
-                found.append(f"host {h.name}: libvirtd {h.pid} {what}; started again"
+                daemon = f"libvirtd {h.pid}" if h.pid else "libvirtd"
+                found.append(f"host {h.name}: {daemon} {what}; started again"
                              + self._why(h))
                 self._drop_conn(h.name)
                 self._stop_daemon(h, signal.SIGTERM)

@@ -140,6 +140,16 @@ def check_own(handle, recorder, world, dest):
     return outcome
 
 
+def wait_until_running(fake, n):
+    """Until ``n`` jobs run in libvirt (call it inside ``fake.clock.holding()``: with
+    virtual time standing still, a call thread the machine schedules late is waited
+    for, and no monitor gives up on it after 60 virtual seconds without a reading)."""
+    deadline = time.monotonic() + 30
+    while len(fake.world.jobs) < n:
+        assert time.monotonic() < deadline, f"only {len(fake.world.jobs)} of {n} jobs started"
+        time.sleep(0.005)
+
+
 def settled_cleanly(fake, driver, baseline):
     assert driver.active_migrations() == []
     assert fake.world.jobs == []
@@ -223,17 +233,15 @@ def test_cancelled_while_queued_never_touches_libvirt(fake, started):
     baseline = len(fake.world.connections())
     sampler = Sampler(fake)
     rec = Recorder()
-    handles = [enqueue(driver, sampler, conn, f"vm{i}", "dst1", rec) for i in range(n)]
-    cancel = [h for i, h in enumerate(handles) if i >= limit and i % 3 != 0]
-    assert all(h.status == "queued" for h in cancel)
-    assert {h.name for h in driver.active_migrations()} == {h.name for h in handles}
-    sampler.cancelled.update(h.name for h in cancel)
-    futures = [h.abort() for h in cancel]
-    assert [f.result(10) for f in futures] == [True] * len(cancel)
-    deadline = time.monotonic() + 10
-    while len(fake.world.jobs) < limit:  # both holders run in libvirt
-        assert time.monotonic() < deadline, "the first migrations never started"
-        time.sleep(0.005)
+    with fake.clock.holding():  # no monitor gives up on a holder whose call starts late
+        handles = [enqueue(driver, sampler, conn, f"vm{i}", "dst1", rec) for i in range(n)]
+        cancel = [h for i, h in enumerate(handles) if i >= limit and i % 3 != 0]
+        assert all(h.status == "queued" for h in cancel)
+        assert {h.name for h in driver.active_migrations()} == {h.name for h in handles}
+        sampler.cancelled.update(h.name for h in cancel)
+        futures = [h.abort() for h in cancel]
+        assert [f.result(10) for f in futures] == [True] * len(cancel)
+        wait_until_running(fake, limit)  # both holders run in libvirt
     for h in handles[:limit]:  # now let the queue move
         assert h.abort().result(10) is True
     for i, h in enumerate(handles):
@@ -263,15 +271,10 @@ def test_without_own_queue_every_migration_starts_at_once(fake, started):
     driver, conn = open_driver(fake, conf, queue=False)
     baseline = len(fake.world.connections())
     rec = Recorder()
-    # virtual time stands still until every job runs in libvirt: a call thread that
-    # the machine does not schedule for a while must not see its monitor give up on it
     with fake.clock.holding():
         handles = [driver.live_migration(conn.lookupByName(f"vm{i}"), f"dst{i}",
                                          **rec.callbacks(f"vm{i}")) for i in range(n)]
-        deadline = time.monotonic() + 30
-        while len(fake.world.jobs) < n:
-            assert time.monotonic() < deadline, f"only {len(fake.world.jobs)} of {n} started"
-            time.sleep(0.01)
+        wait_until_running(fake, n)
     for h in handles:
         h.abort()
     for i, h in enumerate(handles):
@@ -374,11 +377,13 @@ def test_aborting_or_forcing_one_never_touches_another(fake):
         return hook
 
     handles = {}
-    for i in range(4):
-        name = f"vm{i}"
-        hook = {1: on_progress_of(name, "abort"), 2: on_progress_of(name, "force_complete")}
-        handles[name] = driver.live_migration(conn.lookupByName(name), f"dst{i % 2}",
-                                              on_progress=hook.get(i), **rec.callbacks(name))
+    with fake.clock.holding():  # until all four run: no monitor gives up on a late call
+        for i in range(4):
+            name = f"vm{i}"
+            hook = {1: on_progress_of(name, "abort"), 2: on_progress_of(name, "force_complete")}
+            handles[name] = driver.live_migration(conn.lookupByName(name), f"dst{i % 2}",
+                                                  on_progress=hook.get(i), **rec.callbacks(name))
+        wait_until_running(fake, 4)
     outcomes = {name: check_own(h, rec, fake.world, f"dst{int(name[2:]) % 2}")
                 for name, h in handles.items()}
 

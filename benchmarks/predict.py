@@ -72,9 +72,9 @@ def calibrate(rig: Any) -> dict[str, Any]:
                                prepare=lambda n: {"resident": _resident(rig, n)})
     bulk = realrig.migrate_once(rig, RigWorkload("bulk", "quick", mb=64, rate=1,
                                                          cap=1000), "steps", "bench-pred-bulk")
-    # the monitor's samples, else libvirt's figure for the whole job (a bulk migration
-    # can end before the monitor's first sample), else the cap
-    line = bulk["link_bps"] or bulk["final_stats"].get("memory_bps") or idle.cap * MiB
+    # link_bps already falls back to libvirt's figure for the whole job (a bulk migration
+    # can end before the monitor's first sample); the cap when libvirt kept none
+    line = bulk["link_bps"] or idle.cap * MiB
     # An idle migration sends too little for the monitor to see RAM move: when RAM started
     # comes from the bulk one, the rest of the idle one's time is the finish.
     start = next((r["ram_start_s"] for r in (bulk, rec) if r["ram_start_s"] is not None), 0.3)
